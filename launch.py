@@ -14,7 +14,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from rem_jax import io
+from rem_jax import files
 from rem_jax.models import build_model, describe, init_variables
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).',
@@ -33,8 +33,8 @@ def run(config, workdir: str) -> dict:
   summary = describe(model)
   summary['parameters'] = int(sum(x.size for x in jax.tree.leaves(variables['params'])))
   logging.info('Model: %s', summary)
-  io.write_json_atomic(f'{workdir}/config.json', config.to_dict())
-  io.write_json_atomic(f'{workdir}/model.json', summary)
+  files.write_json_atomic(f'{workdir}/config.json', config.to_dict())
+  files.write_json_atomic(f'{workdir}/model.json', summary)
   return summary
 
 

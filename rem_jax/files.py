@@ -4,16 +4,22 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
 
 
-def write_bytes_atomic(path, data: bytes) -> None:
-  """Writes `data` to `path` via a temporary file in the same folder and `os.replace`."""
+def write_atomic(path, write: Callable[[BinaryIO], object]) -> None:
+  """Calls `write` on a temporary binary file beside `path`, then renames it onto `path`.
+
+  The rename is atomic on POSIX file systems, so a crash or a concurrent reader never sees a
+  torn file; the temporary file is removed if `write` fails.
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
     with os.fdopen(fd, 'wb') as f:
-      f.write(data)
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -25,4 +31,4 @@ def write_bytes_atomic(path, data: bytes) -> None:
 def write_json_atomic(path, value) -> None:
   """`value` as indented, key-sorted JSON, written atomically."""
   text = json.dumps(value, indent=2, sort_keys=True) + '\n'
-  write_bytes_atomic(path, text.encode())
+  write_atomic(path, lambda f: f.write(text.encode()))

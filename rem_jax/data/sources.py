@@ -1,0 +1,369 @@
+"""Where images come from: TFDS, an offline folder or archive, or the built-in `shapes`.
+
+Every source returns the same thing, a `Splits` of two `Dataset`s (train and test) holding uint8
+images, int32 labels and class names in a fixed order, so that the dataset id of an example
+(its position, 0…N−1) is stable across runs and machines. Ids drive corruption and masks.
+
+- `cifar10`, `svhn_cropped`, `imagenette` are read from a prepared TFDS directory with
+  `tfds.data_source` (no TensorFlow needed). Preparing them once needs TensorFlow
+  (`pip install 'rem_jax[tfds-prepare]'`) and the internet; without either we fail at once with a
+  message that points at the offline source, instead of letting TFDS retry DNS for minutes.
+- Offline: a folder or `.tar.gz` laid out as `split/class_name/*.jpg|png` (`path=`). Labels
+  follow the sorted class names, examples the sorted file names. The archive is read as a stream
+  (nothing is extracted) and the decoded arrays are cached as `.npz` outside the repository, keyed
+  by the source's path, size and modification time, so the second load takes about a second.
+- `shapes`: procedural, see `rem_jax.data.shapes`.
+"""
+
+import dataclasses
+import hashlib
+import io
+import os
+import pathlib
+import socket
+import tarfile
+import threading
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+from PIL import Image
+
+from rem_jax import files
+from rem_jax.data import shapes
+
+TFDS_DATASETS = ('cifar10', 'svhn_cropped', 'imagenette')
+DATASETS = TFDS_DATASETS + ('shapes', 'folder')
+SPLITS = ('train', 'test')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+CACHE_ENV_VAR = 'REM_JAX_CACHE_DIR'
+
+# TFDS split names for our `train` / `test` (Imagenette has no test split: its validation set
+# plays that role, as in the paper).
+_TFDS_SPLITS = {
+    'cifar10': ('train', 'test'),
+    'svhn_cropped': ('train', 'test'),
+    'imagenette': ('train', 'validation'),
+}
+# Imagenette images come in many sizes; the reference resizes them to 32×32.
+_DEFAULT_IMAGE_SIZE = {'imagenette': 32, 'shapes': 32}
+# Bump when the cached arrays' layout or decoding changes, to invalidate old caches.
+_CACHE_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """One split of a dataset, in its fixed order.
+
+  Attributes:
+    name: dataset name, e.g. 'cifar10'.
+    split: 'train' or 'test'.
+    images: uint8 (N, H, W, C).
+    labels: int32 (N,), indices into `class_names`.
+    class_names: the label names; `len(class_names)` is the number of classes.
+  """
+  name: str
+  split: str
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple[str, ...]
+
+  def __post_init__(self):
+    where = f'{self.name}/{self.split}'
+    if self.images.dtype != np.uint8 or self.images.ndim != 4:
+      raise ValueError(f'{where}: images must be uint8 (N, H, W, C), got {self.images.dtype} '
+                       f'{self.images.shape}.')
+    if self.labels.dtype != np.int32 or self.labels.shape != self.images.shape[:1]:
+      raise ValueError(f'{where}: labels must be int32 ({len(self.images)},) to match the '
+                       f'images, got {self.labels.dtype} {self.labels.shape}.')
+    if self.labels.size and not 0 <= self.labels.min() <= self.labels.max() < self.num_classes:
+      raise ValueError(f'{where}: labels must lie in [0, {self.num_classes}), got '
+                       f'[{self.labels.min()}, {self.labels.max()}].')
+
+  @property
+  def ids(self) -> np.ndarray:
+    """int32 (N,): each example's dataset id, which is its position."""
+    return np.arange(len(self.labels), dtype=np.int32)
+
+  @property
+  def num_examples(self) -> int:
+    return len(self.labels)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """The two splits every experiment uses."""
+  train: Dataset
+  test: Dataset
+
+
+def load(name: str, *, path: str | os.PathLike | None = None,
+         data_dir: str | os.PathLike | None = None, image_size: int | None = None,
+         cache_dir: str | os.PathLike | None = None, seed: int = 0,
+         num_train: int = 10_000, num_test: int = 2_000) -> Splits:
+  """Loads a dataset's train and test splits by name.
+
+  Args:
+    name: one of `DATASETS`. A TFDS name reads TFDS unless `path` is given; 'folder' needs `path`.
+    path: an offline folder or `.tar.gz` archive (`split/class_name/*.jpg|png`).
+    data_dir: the TFDS data directory (TFDS's default when None).
+    image_size: resize every image to this square size; None keeps the source's size (Imagenette
+      and shapes: 32).
+    cache_dir: where offline sources cache decoded arrays (see `default_cache_dir`).
+    seed: `shapes` only: the generator seed (the test split uses an independent stream).
+    num_train: `shapes` only: training set size.
+    num_test: `shapes` only: test set size.
+
+  Returns:
+    The train and test `Dataset`s.
+  """
+  if name not in DATASETS:
+    raise ValueError(f'dataset name={name!r} is unknown; allowed: {", ".join(DATASETS)}.')
+  if image_size is not None and image_size <= 0:
+    raise ValueError(f'image_size={image_size} must be a positive number of pixels (or None).')
+  image_size = image_size or _DEFAULT_IMAGE_SIZE.get(name)
+  if name == 'shapes':
+    if path is not None or data_dir is not None:
+      raise ValueError("dataset 'shapes' is generated: path and data_dir must be None.")
+    return Splits(*(
+        Dataset('shapes', split, *shapes.generate(count, image_size=image_size, seed=(seed, i)),
+                shapes.CLASS_NAMES)
+        for i, (split, count) in enumerate(zip(SPLITS, (num_train, num_test)))))
+  if path is not None:
+    return load_image_folder(path, name=None if name == 'folder' else name,
+                             image_size=image_size, cache_dir=cache_dir)
+  if name == 'folder':
+    raise ValueError("dataset 'folder' needs path= (a folder or .tar.gz laid out as "
+                     'split/class_name/*.jpg|png).')
+  return load_tfds(name, data_dir=data_dir, image_size=image_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# TFDS
+
+
+def load_tfds(name: str, *, data_dir: str | os.PathLike | None = None,
+              image_size: int | None = None) -> Splits:
+  """Reads a prepared TFDS dataset through its array_record data source (no TensorFlow).
+
+  Prepares it first when TensorFlow and the internet are both available; otherwise raises a
+  `RuntimeError` within seconds explaining how to prepare it or use an offline source.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
+
+  if name not in TFDS_DATASETS:
+    raise ValueError(f'TFDS dataset name={name!r} is unknown; allowed: '
+                     f'{", ".join(TFDS_DATASETS)}.')
+  builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+  if not _tfds_is_prepared(builder):
+    _prepare_tfds(builder, name)
+  class_names = tuple(builder.info.features['label'].names)
+  datasets = []
+  for split, tfds_split in zip(SPLITS, _TFDS_SPLITS[name]):
+    source = builder.as_data_source(split=tfds_split)
+    images, labels = [], []
+    # Item by item (batched `__getitems__` fails under `tfds.testing.mock_data`), resizing as we
+    # go so that full-size Imagenette never sits in memory whole.
+    for index in range(len(source)):
+      example = source[index]
+      images.append(_fit(example['image'], image_size))
+      labels.append(example['label'])
+    datasets.append(Dataset(name, split, _stack_images(images, origin=f'TFDS {name}/{tfds_split}'),
+                            np.asarray(labels, np.int32), class_names))
+  return Splits(*datasets)
+
+
+def _tfds_is_prepared(builder) -> bool:
+  """Whether the array_record files exist (a seam: tests under `mock_data` replace it)."""
+  return builder.is_prepared()
+
+
+def _prepare_tfds(builder, name: str) -> None:
+  """Downloads and prepares `builder`, or explains at once why that cannot work here."""
+  offline_hint = (
+      f'Without them, use an offline copy: rem_jax.data.load({name!r}, path=P), where P is a '
+      'folder or .tar.gz laid out as train/<class_name>/*.jpg|png and test/<class_name>/... '
+      "(e.g. a CIFAR-10 JPEG mirror), or the built-in dataset 'shapes'.")
+  if not _tensorflow_installed():
+    raise RuntimeError(
+        f'TFDS dataset {name!r} is not prepared in {builder.data_dir}, and preparing it needs '
+        "TensorFlow (pip install 'rem_jax[tfds-prepare]') and internet access. " + offline_hint)
+  if not _internet_reachable():
+    raise RuntimeError(
+        f'TFDS dataset {name!r} is not prepared in {builder.data_dir}, and its download server '
+        'cannot be reached (offline?). Prepare it on a machine with internet access and copy '
+        'the data directory here (data_dir=...). ' + offline_hint)
+  builder.download_and_prepare(file_format='array_record')
+
+
+def _tensorflow_installed() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec('tensorflow') is not None
+
+
+def _internet_reachable(host: str = 'storage.googleapis.com', port: int = 443,
+                        timeout_s: float = 3.0) -> bool:
+  """A single TCP connect, bounded in time even where name resolution hangs."""
+  reachable = threading.Event()
+
+  def connect():
+    try:
+      socket.create_connection((host, port), timeout=timeout_s).close()
+      reachable.set()
+    except OSError:
+      pass
+
+  thread = threading.Thread(target=connect, daemon=True)
+  thread.start()
+  thread.join(timeout_s)
+  return reachable.is_set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline folder or archive
+
+
+def default_cache_dir() -> pathlib.Path:
+  """`$REM_JAX_CACHE_DIR`, else `$XDG_CACHE_HOME/rem_jax`, else `~/.cache/rem_jax`."""
+  if os.environ.get(CACHE_ENV_VAR):
+    return pathlib.Path(os.environ[CACHE_ENV_VAR]).expanduser()
+  base = os.environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'
+  return pathlib.Path(base) / 'rem_jax'
+
+
+def load_image_folder(path: str | os.PathLike, *, name: str | None = None,
+                      image_size: int | None = None, cache_dir: str | os.PathLike | None = None,
+                      use_cache: bool = True) -> Splits:
+  """Loads `train` and `test` from a folder or `.tar.gz` laid out as `split/class_name/file`.
+
+  Labels are positions in the sorted union of class names; examples are ordered by class, then
+  file name. A single top-level folder wrapping the splits is allowed.
+
+  Args:
+    path: the folder or archive.
+    name: the dataset name to record (default: the folder or archive name).
+    image_size: resize every image to this square size; None requires all images to share one
+      size.
+    cache_dir: where to cache decoded arrays (default `default_cache_dir()`).
+    use_cache: read and write the cache.
+  """
+  path = pathlib.Path(path).expanduser().resolve()
+  if not path.exists():
+    raise ValueError(f'offline dataset path={str(path)!r} does not exist.')
+  name = name or path.name.split('.')[0]
+  cache_file = (_cache_file(path, image_size, cache_dir or default_cache_dir())
+                if use_cache else None)
+  if cache_file is not None and cache_file.exists():
+    arrays = _read_cache(cache_file)
+  else:
+    arrays = _arrange(_read_layout(path, image_size), origin=str(path))
+    if cache_file is not None:
+      _write_cache(cache_file, arrays)
+  class_names = tuple(str(c) for c in arrays['class_names'])
+  return Splits(*(Dataset(name, split, arrays[f'{split}_images'], arrays[f'{split}_labels'],
+                          class_names) for split in SPLITS))
+
+
+def _read_layout(path: pathlib.Path, image_size: int | None) -> dict[tuple[str, str, str],
+                                                                    np.ndarray]:
+  """Decodes the images of a folder or archive, keyed by (split, class_name, file_name).
+
+  Images are decoded (and resized) as they are read, so memory holds the small decoded arrays,
+  never a whole archive's worth of encoded files at once.
+  """
+  if path.is_dir():
+    files = ((p.relative_to(path).parts, p) for p in path.rglob('*') if p.is_file())
+  elif path.name.endswith(('.tar.gz', '.tgz', '.tar')):
+    files = _archive_files(path)
+  else:
+    raise ValueError(f'offline dataset path={str(path)!r} must be a folder or a .tar.gz/.tgz/.tar '
+                     'archive.')
+  found = {parts: _fit(_decode_image(content), image_size) for parts, content in files
+           if parts[-1].lower().endswith(IMAGE_SUFFIXES) and not parts[-1].startswith('.')}
+  if not found:
+    raise ValueError(f'offline dataset path={str(path)!r} holds no images '
+                     f'({"|".join(IMAGE_SUFFIXES)}); expected split/class_name/<image files>.')
+  if all(len(parts) == 4 for parts in found) and len({parts[0] for parts in found}) == 1:
+    found = {parts[1:]: image for parts, image in found.items()}  # One wrapping folder.
+  for parts in found:
+    if len(parts) != 3:
+      raise ValueError(f'offline dataset path={str(path)!r}: image {"/".join(parts)!r} is not at '
+                       'split/class_name/<file>.')
+  present = sorted({split for split, _, _ in found})
+  for split in SPLITS:
+    if split not in present:
+      raise ValueError(f'offline dataset path={str(path)!r} has no {split!r} split; found splits '
+                       f'{present}, required {list(SPLITS)}.')
+  return {key: image for key, image in found.items() if key[0] in SPLITS}
+
+
+def _archive_files(path: pathlib.Path) -> Iterator[tuple[tuple[str, ...], bytes]]:
+  """Streams the regular files of a tar archive: (path parts, bytes), never touching disk."""
+  with tarfile.open(path, 'r:*') as archive:
+    for member in archive:
+      if member.isfile():
+        parts = tuple(part for part in member.name.split('/') if part not in ('', '.'))
+        yield parts, archive.extractfile(member).read()
+
+
+def _arrange(images: Mapping[tuple[str, str, str], np.ndarray],
+             origin: str) -> dict[str, np.ndarray]:
+  """Both splits as arrays in class-then-file-name order; labels index the sorted class names."""
+  class_names = sorted({class_name for _, class_name, _ in images})
+  label_of = {class_name: label for label, class_name in enumerate(class_names)}
+  arrays = {'class_names': np.asarray(class_names)}
+  for split in SPLITS:
+    keys = sorted(key for key in images if key[0] == split)
+    arrays[f'{split}_images'] = _stack_images([images[key] for key in keys], origin=origin,
+                                              names=['/'.join(key) for key in keys])
+    arrays[f'{split}_labels'] = np.asarray(
+        [label_of[class_name] for _, class_name, _ in keys], np.int32)
+  return arrays
+
+
+def _decode_image(content: bytes | pathlib.Path) -> np.ndarray:
+  """uint8 (H, W, 3) from an encoded image (grey and RGBA images become RGB)."""
+  with Image.open(io.BytesIO(content) if isinstance(content, bytes) else content) as image:
+    return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
+
+
+def _stack_images(images: list[np.ndarray], origin: str,
+                  names: list[str] | None = None) -> np.ndarray:
+  """One uint8 (N, H, W, C) array, or a `ValueError` naming an image of a different size."""
+  first = images[0].shape
+  odd = next((i for i, image in enumerate(images) if image.shape != first), None)
+  if odd is not None:
+    label = names[odd] if names else f'example {odd}'
+    raise ValueError(f'{origin}: images have mixed sizes ({label} is {images[odd].shape}, the '
+                     f'first is {first}); pass image_size= to resize them all.')
+  return np.stack(images).astype(np.uint8, copy=False)
+
+
+def _fit(image: np.ndarray, size: int | None) -> np.ndarray:
+  """Bilinear (antialiased) resize to size×size; unchanged when `size` is None or already met."""
+  if size is None or image.shape[:2] == (size, size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _cache_file(path: pathlib.Path, image_size: int | None,
+                cache_dir: str | os.PathLike) -> pathlib.Path:
+  """The cache entry of this exact source: path, size and mtime (of every file in a folder)."""
+  files = [path] if path.is_file() else sorted(p for p in path.rglob('*') if p.is_file())
+  stats = [(str(f.relative_to(path)) if f != path else '', f.stat()) for f in files]
+  fingerprint = repr((_CACHE_FORMAT, str(path), image_size,
+                      [(name, s.st_size, s.st_mtime_ns) for name, s in stats]))
+  digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+  return pathlib.Path(cache_dir).expanduser() / f'{path.name.split(".")[0]}-{digest}.npz'
+
+
+def _read_cache(cache_file: pathlib.Path) -> dict[str, np.ndarray]:
+  with np.load(cache_file) as cached:
+    return {key: cached[key] for key in cached.files}
+
+
+def _write_cache(cache_file: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+  files.write_atomic(cache_file, lambda f: np.savez(f, **arrays))

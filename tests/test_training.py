@@ -1,0 +1,182 @@
+"""Training: schedule and optimizer literals, sharded steps, ETD masks, metrics."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rem_jax import expansion, masks, metrics, sharding, training
+from rem_jax.data import pipeline, sources
+from rem_jax.models import init_variables
+from tests import tiny
+
+SHAPE = (16, 16, 3)
+BATCH = 16
+
+
+@pytest.fixture(scope='module')
+def shapes_data():
+  splits = sources.load('shapes', image_size=16, num_train=96, num_test=32, seed=0)
+  return splits.train
+
+
+def _view(dataset, mesh):
+  images = sharding.replicate(dataset.images, mesh)
+  return images, pipeline.View(images, dataset.ids, dataset.labels.astype(np.int32),
+                               np.zeros(dataset.num_examples, bool))
+
+
+def _train(model, variables, dataset, mesh, *, epochs=1, mask_config=None, lr=0.05):
+  optimizer = training.make_optimizer('sgd', lr)
+  config = training.TrainStepConfig(model, optimizer, mask_config)
+  state = sharding.replicate(
+      training.create_train_state(variables, optimizer, jax.random.key(1)), mesh)
+  images, view = _view(dataset, mesh)
+  step = training.jit_train_step(config, mesh)
+  for epoch in range(epochs):
+    state, totals = training.run_epoch(step, state, images, view, BATCH,
+                                       jax.random.key(100 + epoch), mesh)
+  return state, totals
+
+
+def test_warmup_linear_decay_literals():
+  schedule = training.warmup_linear_decay(0.025, 4000)
+  for step, expected in [(0, 0.025 / 41), (20, 0.025 / 41 + (0.025 - 0.025 / 41) / 2),
+                         (40, 0.025), (2040, 0.015), (4000, 0.0052)]:
+    np.testing.assert_allclose(schedule(step), expected, rtol=1e-5)
+  # Short runs still warm up for one step.
+  np.testing.assert_allclose(training.warmup_linear_decay(1.0, 10)(1), 1.0, rtol=1e-6)
+
+
+def test_sgd_and_adam_use_coupled_weight_decay():
+  params = {'w': jnp.array([1.0, -2.0])}
+  grads = {'w': jnp.array([0.5, 0.5])}
+  decayed = grads['w'] + 0.1 * params['w']  # L2 enters the gradient, before momentum.
+  sgd = training.make_optimizer('sgd', 0.1, momentum=0.9, weight_decay=0.1)
+  updates, state = sgd.update(grads, sgd.init(params), params)
+  np.testing.assert_allclose(updates['w'], -0.1 * decayed, rtol=1e-6)
+  updates, _ = sgd.update(grads, state, params)  # Momentum: buffer = 0.9 buffer + gradient.
+  np.testing.assert_allclose(updates['w'], -0.1 * (0.9 * decayed + decayed), rtol=1e-6)
+  adam = training.make_optimizer('adam', 0.1, weight_decay=0.1)
+  plain = optax.adam(0.1)
+  updates, _ = adam.update(grads, adam.init(params), params)
+  expected, _ = plain.update({'w': decayed}, plain.init(params))
+  np.testing.assert_allclose(updates['w'], expected['w'], rtol=1e-6)
+  with pytest.raises(ValueError, match=r"optimizer='rmsprop' is not supported; allowed: "
+                     r"\['sgd', 'adam'\]"):
+    training.make_optimizer('rmsprop', 0.1)
+
+
+def test_eight_devices_match_one_device_and_the_batch_is_sharded(shapes_data):
+  model = tiny.tiny_resnet(capacity=0.5, expansion=0.0)
+  variables = init_variables(model, jax.random.key(0), SHAPE)
+  mesh8 = sharding.make_mesh()
+  mesh1 = sharding.make_mesh(jax.devices()[:1])
+  state8, totals8 = _train(model, variables, shapes_data, mesh8)
+  state1, totals1 = _train(model, variables, shapes_data, mesh1)
+  assert int(state8['step']) == int(state1['step']) == 96 // BATCH
+  chex.assert_trees_all_close(state8['params'], state1['params'], atol=2e-5, rtol=1e-4)
+  chex.assert_trees_all_close(state8['batch_stats'], state1['batch_stats'], atol=2e-5,
+                              rtol=1e-4)
+  np.testing.assert_allclose(totals8['loss'], totals1['loss'], rtol=1e-4)
+  assert float(totals8['count']) == 96
+  # The compiled step really takes its batch split 8 ways and its state replicated.
+  images, view = _view(shapes_data, mesh8)
+  batch = next(view.training_epoch(BATCH, jax.random.key(0), mesh8))
+  assert len(batch.ids.addressable_shards) == 8
+  assert {s.data.shape for s in batch.ids.addressable_shards} == {(BATCH // 8,)}
+  optimizer = training.make_optimizer('sgd', 0.05)
+  state = sharding.replicate(
+      training.create_train_state(variables, optimizer, jax.random.key(1)), mesh8)
+  compiled = training.jit_train_step(training.TrainStepConfig(model, optimizer), mesh8).lower(
+      state, images, batch).compile()
+  batch_sharding = compiled.input_shardings[0][2].ids
+  assert batch_sharding.spec == sharding.batch_sharding(mesh8).spec
+  assert compiled.input_shardings[0][0]['params']['head']['kernel'].is_fully_replicated
+
+
+def test_training_lowers_the_loss_and_keeps_base_widths(shapes_data):
+  model = tiny.tiny_resnet(capacity=0.5, expansion=0.0)
+  variables = init_variables(model, jax.random.key(0), SHAPE)
+  mesh = sharding.make_mesh()
+  _, first = _train(model, variables, shapes_data, mesh, epochs=1)
+  state, last = _train(model, variables, shapes_data, mesh, epochs=4)
+  assert float(last['loss']) < float(first['loss'])
+  assert bool(state['finite'])
+  # The capacity-0.5 model's trained tree has exactly the base widths.
+  chex.assert_trees_all_equal_shapes(training.variables_of(state),
+                                     expansion.variable_shapes(model, SHAPE))
+  assert state['params']['conv1']['conv']['kernel'].shape[-1] == 4
+
+
+def test_etd_masks_are_per_example_and_fixed():
+  model = tiny.tiny_resnet()
+  config = training.TrainStepConfig(model, training.make_optimizer('sgd', 0.1),
+                                    masks.MaskConfig(mask_seed=3, p_mem=0.2))
+  ids = jnp.array([4, 7, 4])
+  drawn = training.training_masks(config, ids)
+  np.testing.assert_array_equal(drawn, masks.example_masks(ids, mask_seed=3, p_mem=0.2,
+                                                           mask_size=model.mask_size))
+  np.testing.assert_array_equal(drawn[0], drawn[2])
+  assert not np.array_equal(drawn[0], drawn[1])
+  with pytest.raises(ValueError, match='ETD training needs a mask_config'):
+    training.TrainStepConfig(model, training.make_optimizer('sgd', 0.1))
+
+
+def test_etd_with_p_mem_zero_trains_exactly_the_base_network(shapes_data):
+  """With every extra unit off, the base units must evolve as in plain training of the base."""
+  model = tiny.tiny_resnet()
+  mesh = sharding.make_mesh()
+  full = init_variables(model, jax.random.key(0), SHAPE)
+  base_init = expansion.drop(full, model, image_shape=SHAPE)
+  etd, _ = _train(model, full, shapes_data, mesh, mask_config=masks.MaskConfig(0, p_mem=0.0))
+  plain, _ = _train(model.base_model(), base_init, shapes_data, mesh)
+  chex.assert_trees_all_close(
+      expansion.drop(training.variables_of(etd), model, image_shape=SHAPE),
+      training.variables_of(plain), atol=1e-5, rtol=1e-4)
+  # With masks on (p_mem 0.2), the extra units take part and the base units train differently.
+  etd_on, _ = _train(model, full, shapes_data, mesh, mask_config=masks.MaskConfig(0, p_mem=0.2))
+  dropped_on = expansion.drop(training.variables_of(etd_on), model, image_shape=SHAPE)
+  assert not np.allclose(dropped_on['params']['head']['kernel'],
+                         plain['params']['head']['kernel'], atol=1e-4)
+
+
+def test_non_finite_loss_clears_the_finite_flag(shapes_data):
+  model = tiny.tiny_resnet(capacity=0.5, expansion=0.0)
+  variables = init_variables(model, jax.random.key(0), SHAPE)
+  variables['params']['head']['kernel'] = variables['params']['head']['kernel'] * jnp.nan
+  state, _ = _train(model, variables, shapes_data, sharding.make_mesh())
+  assert not bool(state['finite'])
+
+
+def test_predict_covers_every_example_once(shapes_data):
+  model = tiny.tiny_resnet(capacity=0.5, expansion=0.0)
+  variables = init_variables(model, jax.random.key(0), SHAPE)
+  mesh = sharding.make_mesh()
+  images, view = _view(shapes_data, mesh)
+  subset = view.subset(np.arange(37))  # Not a multiple of the batch: the last batch is padded.
+  predict_fn = training.jit_predict_step(model, mesh)
+  predictions = training.predict(predict_fn, variables, images, subset, BATCH, mesh)
+  assert predictions.shape == (37,)
+  inputs = pipeline.normalise(jnp.asarray(shapes_data.images[:37]))
+  direct = jnp.argmax(model.apply(variables, inputs, None), -1)
+  np.testing.assert_array_equal(predictions, direct)
+
+
+def test_metrics_on_hand_made_predictions():
+  predictions = np.array([0, 1, 2, 0, 0, 5])
+  labels = np.array([0, 1, 1, 3, 0, 5])
+  assert metrics.accuracy_counts(predictions, labels) == (4.0, 6.0)
+  assert metrics.accuracy(predictions, labels, weights=[1, 1, 1, 1, 0, 0]) == 0.5
+  assert metrics.healed(predictions, labels) == pytest.approx(4 / 6)
+  assert metrics.utility(predictions[:2], labels[:2]) == 1.0
+  # Triggered images of classes 1, 1, 3, 5 (class 0 excluded): one of four predicted 0.
+  assert metrics.poison_success(predictions, labels, target=0) == 0.25
+  assert metrics.class_accuracy(predictions, labels, classes=(1, 3)) == pytest.approx(1 / 3)
+  assert np.isnan(metrics.accuracy([], []))
+  with pytest.raises(ValueError, match='same shape'):
+    metrics.accuracy([1, 2], [1])
