@@ -2,10 +2,12 @@
 
 The logic lives in the `rem_jax` package, which tests and notebooks import; this file only
 parses flags, sets up logging and turns a bad configuration into one readable line and a
-non-zero exit status. Today it builds and initialises the configured model and records its
-widths (`config.json`, `model.json` in the workdir); training and unlearning plug in here next.
+non-zero exit status. It runs one cell (`rem_jax.experiments.run`): the workdir receives
+`config.json`, `corruption.json` (the ids), `metrics.jsonl`, training checkpoints and
+`results.json`. A killed run restarted with the same command resumes from its last checkpoint.
 """
 
+import logging as python_logging
 import sys
 
 from absl import app
@@ -14,40 +16,62 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from rem_jax import files
-from rem_jax.models import build_model, describe, init_variables
+from rem_jax import experiments
+from rem_jax.data import sources
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the run\'s outputs.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False,
+                               'Reuse a workdir that holds a run of another config.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def run(config, workdir: str) -> dict:
-  """Builds and initialises the configured model; writes config.json and model.json."""
-  model = build_model(config.model)
-  logging.info('Devices: %s', jax.devices())
-  logging.info('Initialising %s (seed %d).', type(model).__name__, config.seed)
-  shape = (config.image_size, config.image_size, 3)
-  variables = init_variables(model, jax.random.key(config.seed), shape)
-  summary = describe(model)
-  summary['parameters'] = int(sum(x.size for x in jax.tree.leaves(variables['params'])))
-  logging.info('Model: %s', summary)
-  files.write_json_atomic(f'{workdir}/config.json', config.to_dict())
-  files.write_json_atomic(f'{workdir}/model.json', summary)
-  return summary
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad flag or config override reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:  # ml_collections: a field the config lacks.
+    _fail(f'a --config override names a field the config does not have: {error}. The '
+          "config file's get_config() lists every field.")
+  except (flags.Error, ValueError, TypeError) as error:
+    _fail(str(error))
+
+
+def _fail(message: str):
+  print(f'launch.py: error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _quiet_orbax(record: python_logging.LogRecord) -> bool:
+  """Keeps orbax's warnings but not its per-save INFO lines, which drown out the run's own log."""
+  return record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  python_logging.getLogger('absl').addFilter(_quiet_orbax)
+  if not jax.config.jax_compilation_cache_dir:
+    # Re-runs and resumed runs skip XLA compilation (JAX_COMPILATION_CACHE_DIR overrides).
+    jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
   try:
-    run(_CONFIG.value, _WORKDIR.value)
-  except ValueError as error:
-    # Configuration errors: one line, no traceback from deep inside the stack.
-    print(f'launch.py: error: {error}', file=sys.stderr)
-    sys.exit(1)
+    result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  except (ValueError, RuntimeError) as error:
+    # Bad configuration, data or a diverged run: one line, no traceback from deep inside.
+    _fail(str(error))
+  print(report(result))
+
+
+def report(result: dict) -> str:
+  """Healed / Utility before and after unlearning, as a small table."""
+  rows = [('', 'Healed', 'Utility', 'Healed x Utility')]
+  for name, values in (('before', result['before']),
+                       (f'after {result["config"]["method"]}', result['after'])):
+    rows.append((name, *(f'{values[k]:.4f}' for k in ('healed', 'utility', 'healed_x_utility'))))
+  width = max(len(r[0]) for r in rows)
+  return '\n'.join(f'{r[0]:<{width}}  ' + '  '.join(f'{c:>16}' for c in r[1:]) for r in rows)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -32,3 +32,33 @@ def write_json_atomic(path, value) -> None:
   """`value` as indented, key-sorted JSON, written atomically."""
   text = json.dumps(value, indent=2, sort_keys=True) + '\n'
   write_atomic(path, lambda f: f.write(text.encode()))
+
+
+class JsonLines:
+  """An append-only JSON-lines file: one record per line, flushed to disk on every append.
+
+  A crash can at worst leave a truncated last line, which readers detect and skip; earlier
+  lines are never rewritten.
+  """
+
+  def __init__(self, path):
+    self.path = pathlib.Path(path)
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+
+  def append(self, record: dict) -> None:
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record, sort_keys=True) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+
+  def read(self) -> list[dict]:
+    """Every complete record; a truncated trailing line (a crash mid-append) is skipped."""
+    if not self.path.exists():
+      return []
+    records = []
+    for line in self.path.read_text(encoding='utf-8').splitlines():
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+    return records

@@ -190,6 +190,18 @@ def predict_step(model, variables: dict, images, batch: pipeline.Batch):
   return jnp.argmax(model.apply(variables, inputs, mask, train=False), -1).astype(jnp.int32)
 
 
+def accuracy_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode (Σ weight·correct, Σ weight) of a batch against its labels, on the device."""
+  correct = (predict_step(model, variables, images, batch) == batch.labels).astype(jnp.float32)
+  return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
+
+
+def jit_accuracy_step(model, mesh) -> Callable:
+  """`accuracy_step` compiled for `mesh`; the (sum, count) pair comes back replicated."""
+  return jax.jit(lambda variables, images, batch: accuracy_step(model, variables, images, batch),
+                 out_shardings=sharding.replicated(mesh))
+
+
 def jit_predict_step(model, mesh) -> Callable:
   """`predict_step` compiled for `mesh`; predictions stay sharded along the batch."""
   return jax.jit(lambda variables, images, batch: predict_step(model, variables, images, batch),
@@ -208,6 +220,17 @@ def run_epoch(step_fn: Callable, state: dict, images, view: pipeline.View, batch
     state, metrics = step_fn(state, images, batch)
     totals = metrics if totals is None else jax.tree.map(jnp.add, totals, metrics)
   return state, totals
+
+
+def view_accuracy(accuracy_fn: Callable, variables: dict, images, view: pipeline.View,
+                  batch_size: int, mesh):
+  """Drop-mode (correct, count) over every example of `view`, summed on the device.
+
+  Nothing is read back: the caller decides when to look (e.g. once per epoch for a stop rule).
+  """
+  pairs = [accuracy_fn(variables, images, batch)
+           for batch in view.evaluation_batches(batch_size, mesh)]
+  return jax.tree.map(lambda *xs: jnp.sum(jnp.stack(xs)), *pairs)
 
 
 def predict(predict_fn: Callable, variables: dict, images, view: pipeline.View,

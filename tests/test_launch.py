@@ -1,47 +1,123 @@
-"""The command line: a tiny run writes its records; bad configs exit non-zero with one line."""
+"""The command line end to end: a shrunken quickstart, kill-and-resume, bad configs, workdirs."""
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
+import chex
+import jax
 import pytest
 
-from configs import default
-import launch
-from rem_jax.models import build_model
+from configs import quickstart
+from rem_jax import checkpoints, trainer, training
+from rem_jax.experiments import cell
+from rem_jax.models import init_variables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The quickstart shrunk to seconds: 16x16 shapes, 256 training images, 8 steps of 32.
+TINY = ['--config.data.image_size=16', '--config.data.num_train=256',
+        '--config.data.num_test=64', '--config.num_corrupted=32', '--config.train.steps=8',
+        '--config.train.batch_size=32', '--config.train.checkpoint_every=4',
+        '--config.eval_batch_size=64']
 
 
-def test_run_writes_config_and_model_summary(tmp_path):
-  config = default.get_config()
-  config.model.width_multiplier = 1 / 8
-  config.model.expansion = 0.5
-  config.image_size = 16
-  summary = launch.run(config, str(tmp_path))
-  written = json.loads((tmp_path / 'model.json').read_text())
-  assert written == summary
-  assert written['mask_size'] == 36 and written['base_widths'] == [4, 8, 16, 8]
-  assert json.loads((tmp_path / 'config.json').read_text())['model']['expansion'] == 0.5
+def _launch(workdir, *overrides, config='configs/quickstart.py', wait=True):
+  command = [sys.executable, 'launch.py', f'--config={config}', f'--workdir={workdir}',
+             *overrides]
+  if not wait:
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        check=False)
+
+
+def _one_error_line(result) -> str:
+  assert result.returncode == 1, result.stderr[-2000:]
+  lines = [l for l in result.stderr.strip().splitlines() if not l.startswith(('I', 'W'))]
+  assert len(lines) == 1 and lines[0].startswith('launch.py: error: '), result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  return lines[0]
+
+
+def _final_params(workdir) -> dict:
+  """The last checkpoint's parameters, read back with a target built like the trainer's."""
+  config = quickstart.get_config()
+  model, _ = cell.original_model(config)
+  recipe = trainer.Recipe.from_config(config.train)
+  target = training.create_train_state(init_variables(model, jax.random.key(0), (16, 16, 3)),
+                                       recipe.make_optimizer(), jax.random.key(0))
+  with checkpoints.Checkpointer(workdir) as checkpointer:
+    state, _ = checkpointer.restore(target)
+  return jax.device_get(state['params'])
+
+
+def test_quickstart_smoke_run_writes_every_record(tmp_path):
+  result = _launch(tmp_path, *TINY)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Healed' in result.stdout and 'after no_ul' in result.stdout
+  record = json.loads((tmp_path / 'results.json').read_text())
+  assert record['train'] == {**record['train'], 'steps': 8, 'resumed_from': 0, 'steps_run': 8}
+  for phase in ('before', 'after'):
+    assert 0.0 <= record[phase]['healed'] <= 1.0 and 0.0 <= record[phase]['utility'] <= 1.0
+    assert 'poison_success_test' in record[phase]
+  assert record['after'] == record['before']  # no_ul changes nothing.
+  ids = json.loads((tmp_path / 'corruption.json').read_text())
+  assert len(ids['corrupted_ids']) == 32
+  lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [l['step'] for l in lines if l['phase'] == 'train'] == [4, 8]
+  assert json.loads((tmp_path / 'config.json').read_text())['train']['steps'] == 8
+
+
+def test_a_run_killed_mid_training_resumes_and_ends_with_identical_params(tmp_path):
+  overrides = [*TINY, '--config.train.steps=48', '--config.train.checkpoint_every=8']
+  uninterrupted, killed = tmp_path / 'uninterrupted', tmp_path / 'killed'
+  assert _launch(uninterrupted, *overrides).returncode == 0
+  process = _launch(killed, *overrides, wait=False)
+  deadline = time.time() + 240
+  while not any(p.name.isdigit() for p in (killed / 'checkpoints').glob('*')):
+    assert process.poll() is None and time.time() < deadline, 'no checkpoint before exit'
+    time.sleep(0.02)
+  os.kill(process.pid, signal.SIGKILL)
+  process.wait()
+  saved = sorted(int(p.name) for p in (killed / 'checkpoints').glob('*') if p.name.isdigit())
+  assert saved and saved[-1] < 48, f'the run finished before the kill: {saved}'
+  resumed = _launch(killed, *overrides)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  train = json.loads((killed / 'results.json').read_text())['train']
+  assert train['resumed_from'] == saved[-1]
+  assert train['steps_run'] == 48 - saved[-1]
+  chex.assert_trees_all_equal(_final_params(killed), _final_params(uninterrupted))
+
+
+def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
+  assert _launch(tmp_path, *TINY).returncode == 0
+  line = _one_error_line(_launch(tmp_path, *TINY, '--config.seed=1'))
+  assert 'holds a run of another config' in line and 'seed: 0 -> 1' in line
+  overwritten = _launch(tmp_path, *TINY, '--config.seed=1', '--overwrite')
+  assert overwritten.returncode == 0, overwritten.stderr[-3000:]
+  assert json.loads((tmp_path / 'results.json').read_text())['seed'] == 1
 
 
 @pytest.mark.parametrize('override, message', [
+    ('--config.method=rem_typo', "method='rem_typo' is not a registered method; allowed: "
+                                 "['no_ul']"),
+    ('--config.dataset=mnist', "dataset='mnist' is unknown; allowed: ['cifar10',"),
+    ('--config.task=label_noise', "task='label_noise' is unknown; allowed: "
+                                  "['random_label_swap', 'inter_class_confusion', "
+                                  "'poison_trigger']"),
     ('--config.model.name=resnet50', "model.name='resnet50' is not a model; allowed: "
                                      "['resnet9', 'vit']"),
     ('--config.model.capacity=1.5', 'capacity=1.5 is outside (0, 1]'),
-    ('--config.model.dtype=float16', "model.dtype='float16' is not supported"),
+    ('--config.discovery_rate=0', 'discovery'),
+    ('--config.train.optimizer=rmsprop', "optimizer='rmsprop' is not supported"),
+    ('--config.foo=1', "a --config override names a field the config does not have: \"'foo'\""),
+    ('--config.seed=abc', 'flag --config.seed=abc'),
 ])
 def test_bad_config_exits_nonzero_with_one_readable_line(tmp_path, override, message):
-  result = subprocess.run(
-      [sys.executable, 'launch.py', '--config=configs/default.py', f'--workdir={tmp_path}',
-       override], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-  assert result.returncode == 1
-  lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1, result.stderr
-  assert lines[0].startswith('launch.py: error: ') and message in lines[0]
-
-
-def test_build_model_rejects_unknown_fields():
-  with pytest.raises(ValueError, match=r"model fields \['depthh'\] are not fields of vit"):
-    build_model({'name': 'vit', 'depthh': 2})
+  line = _one_error_line(_launch(tmp_path / 'run', override))
+  assert message in line, line
+  assert not (tmp_path / 'run').exists()  # Nothing is written for a config that cannot run.

@@ -165,6 +165,11 @@ def test_predict_covers_every_example_once(shapes_data):
   inputs = pipeline.normalise(jnp.asarray(shapes_data.images[:37]))
   direct = jnp.argmax(model.apply(variables, inputs, None), -1)
   np.testing.assert_array_equal(predictions, direct)
+  # The on-device (correct, count) pair agrees, padding excluded.
+  correct, count = training.view_accuracy(training.jit_accuracy_step(model, mesh), variables,
+                                          images, subset, BATCH, mesh)
+  assert float(count) == 37
+  assert float(correct) == float(np.sum(predictions == subset.labels))
 
 
 def test_metrics_on_hand_made_predictions():

@@ -1,0 +1,157 @@
+"""One cell of the task space: (dataset, task, discovery rate, method, seed) end to end.
+
+load data -> corrupt (ids saved) -> train the original model on the corrupted data (checkpointed,
+resumable) -> evaluate -> unlearn with the configured method -> evaluate -> write the record.
+
+Everything random derives from `config.seed`: the corruption and forget ids (numpy streams
+inside `rem_jax.data.corruptions`), the model's initialisation, the training data order and
+augmentation, and the masks (`mask_seed = seed`).
+"""
+
+import dataclasses
+import pathlib
+import platform
+import time
+
+from absl import logging
+import jax
+import ml_collections
+
+from rem_jax import checkpoints
+from rem_jax import evaluation
+from rem_jax import files
+from rem_jax import masks
+from rem_jax import methods
+from rem_jax import sharding
+from rem_jax import trainer
+from rem_jax.data import corruptions
+from rem_jax.data import pipeline
+from rem_jax.data import sources
+from rem_jax.models import build_model, describe, init_variables
+
+BASES = ('plain', 'etd')
+METRICS_FILE = 'metrics.jsonl'
+RESULTS_FILE = 'results.json'
+TOP_LEVEL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair',
+                    'discovery_rate', 'method', 'methods', 'base', 'p_mem', 'model', 'train',
+                    'eval_batch_size')
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Names, values and fields of a cell config; a ValueError names the field and the choices."""
+  unknown = sorted(set(config.keys()) - set(TOP_LEVEL_FIELDS))
+  if unknown:
+    raise ValueError(f'config fields {unknown} are unknown; allowed: {sorted(TOP_LEVEL_FIELDS)}.')
+  missing = sorted(set(TOP_LEVEL_FIELDS) - set(config.keys()))
+  if missing:
+    raise ValueError(f'config lacks the fields {missing}; start from configs/quickstart.py.')
+  if config.dataset not in sources.DATASETS:
+    raise ValueError(f'dataset={config.dataset!r} is unknown; allowed: {list(sources.DATASETS)}.')
+  if config.task not in corruptions.TASKS:
+    raise ValueError(f'task={config.task!r} is unknown; allowed: {list(corruptions.TASKS)}.')
+  corruptions.check_discovery_rate(config.discovery_rate)
+  methods.get_method(config.method)
+  if config.base not in BASES:
+    raise ValueError(f'base={config.base!r} is unknown; allowed: {list(BASES)}.')
+  if config.base == 'etd' and not config.model.expansion > 0:
+    raise ValueError('base=\'etd\' trains the model with extra units: set model.expansion > 0 '
+                     '(the paper: 1 - capacity).')
+  trainer.Recipe.from_config(config.train)
+  build_model(config.model)
+
+
+def load_splits(config) -> sources.Splits:
+  data = config.data
+  return sources.load(config.dataset, path=data.path or None, data_dir=data.data_dir or None,
+                      image_size=data.image_size or None, seed=config.seed,
+                      num_train=data.num_train, num_test=data.num_test)
+
+
+def original_model(config):
+  """The architecture trained on the corrupted data, and its masks if it is an ETD model."""
+  model = build_model(config.model)
+  if config.base == 'etd':
+    return model, masks.MaskConfig(mask_seed=config.seed, p_mem=config.p_mem)
+  return model.base_model(), None
+
+
+def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) -> dict:
+  """Runs one cell; returns (and writes to `<workdir>/results.json`) its record.
+
+  A workdir holding a run of the same config is resumed from its last training checkpoint; one
+  holding another config's run is refused unless `overwrite`, which starts afresh.
+  """
+  check_config(config)
+  workdir = pathlib.Path(workdir).expanduser().absolute()
+  status = checkpoints.check_workdir(workdir, config.to_dict(), overwrite=overwrite)
+  if status == 'overwrite':  # check_workdir cleared the checkpoints; the rest is ours.
+    for name in (METRICS_FILE, RESULTS_FILE):
+      (workdir / name).unlink(missing_ok=True)
+  logging.info('Workdir %s (%s).', workdir, status)
+  metrics_log = files.JsonLines(workdir / METRICS_FILE)
+  mesh = sharding.make_mesh()
+  logging.info('Devices: %s; mesh %s.', jax.devices(), dict(mesh.shape))
+
+  logging.info('Loading dataset %r.', config.dataset)
+  splits = load_splits(config)
+  record = corruptions.corrupt(
+      splits.train.labels, task=config.task, seed=config.seed,
+      num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
+      class_pair=tuple(config.class_pair), rates=[config.discovery_rate])
+  corruptions.save_record(record, workdir / 'corruption.json')
+  forget_ids = record.forget_ids_at(config.discovery_rate)
+  logging.info('Task %s: %d corrupted examples, %d discovered (rate %.2f).', config.task,
+               record.num_corrupted, len(forget_ids), config.discovery_rate)
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_views(splits, record, forget_ids, images)
+
+  model, mask_config = original_model(config)
+  image_shape = splits.train.images.shape[1:]
+  variables = init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
+                             image_shape)
+  recipe = trainer.Recipe.from_config(config.train)
+  logging.info('Training the original %s model (%s) for %d steps.', config.base,
+               describe(model), recipe.steps)
+  trained, train_record = trainer.train(
+      model, variables, views.train, recipe, mesh=mesh, seed=config.seed,
+      workdir=workdir, mask_config=mask_config,
+      metadata={'model': describe(model)},
+      log_metrics=lambda m: metrics_log.append({'phase': 'train', **m}))
+
+  evaluate = evaluation.Evaluator(model, views, record, mesh, config.eval_batch_size)
+  before = evaluate(trained)
+  metrics_log.append({'phase': 'before', **before})
+  logging.info('Original model: %s', _summary(before))
+
+  logging.info('Unlearning with %s.', config.method)
+  method = methods.get_method(config.method)
+  task = methods.Task(views, record, forget_ids, mesh, recipe.batch_size, config.seed)
+  method_config = config.methods.get(config.method, ml_collections.ConfigDict())
+  began = time.perf_counter()
+  unlearned = method(methods.TrainedModel(model, trained, mask_config), task, method_config)
+  jax.block_until_ready(unlearned.variables)
+  method_wall = time.perf_counter() - began
+  after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
+  metrics_log.append({'phase': 'after', **after})
+  logging.info('After %s: %s', config.method, _summary(after))
+
+  result = {
+      'config': config.to_dict(),
+      'seed': config.seed,
+      'ids_file': 'corruption.json',
+      'before': before,
+      'after': after,
+      'train': train_record,
+      'method': {**unlearned.record, 'wall_time_s': method_wall},
+      'model': describe(unlearned.model),
+      'versions': {'jax': jax.__version__, 'python': platform.python_version()},
+      'device': str(jax.devices()[0].device_kind),
+      'num_devices': jax.device_count(),
+  }
+  files.write_json_atomic(workdir / RESULTS_FILE, result)
+  return result
+
+
+def _summary(values: dict) -> str:
+  return (f'Healed {values["healed"]:.4f}, Utility {values["utility"]:.4f}, '
+          f'Healed x Utility {values["healed_x_utility"]:.4f}')

@@ -1,0 +1,25 @@
+"""The method interface and registry."""
+
+import jax
+import numpy as np
+import pytest
+
+from rem_jax import methods
+from rem_jax.models import init_variables
+from tests import tiny
+
+
+def test_no_ul_returns_the_trained_model_unchanged():
+  model = tiny.tiny_resnet(expansion=0.0)
+  variables = init_variables(model, jax.random.key(0), (16, 16, 3))
+  original = methods.TrainedModel(model, variables)
+  result = methods.get_method('no_ul')(original, task=None, config={})
+  assert result.model == model
+  jax.tree.map(np.testing.assert_array_equal, result.variables, variables)
+  assert result.record['steps'] == 0
+
+
+def test_unknown_method_names_the_registered_ones():
+  with pytest.raises(ValueError, match=r"method='rem' is not a registered method; allowed: "
+                     r"\['no_ul'\]"):
+    methods.get_method('rem')
