@@ -46,6 +46,17 @@ def _check_shapes_equal(tree, target, what: str) -> None:
                        f'{target_shapes[path]}.')
 
 
+def _check_fits(small_tree, large_tree, what: str) -> None:
+  """Raises ValueError unless every leaf of `small_tree` fits inside the same leaf of the other."""
+  small_shapes, large_shapes = _leaf_shapes(small_tree), _leaf_shapes(large_tree)
+  _check_same_leaves(small_shapes, large_shapes, what)
+  for path, small in small_shapes.items():
+    large = large_shapes[path]
+    if len(small) != len(large) or any(s > l for s, l in zip(small, large)):
+      raise ValueError(f'{what}: leaf {path} of shape {small} does not fit into the larger '
+                       f'tree\'s {large}.')
+
+
 def _corner(shape: Sequence[int]) -> tuple[slice, ...]:
   return tuple(slice(0, size) for size in shape)
 
@@ -61,13 +72,7 @@ def merge_into(base_tree, fresh_tree):
     `fresh_tree` with base values in the leading positions and fresh values elsewhere, in
     `fresh_tree`'s dtypes.
   """
-  base_shapes, fresh_shapes = _leaf_shapes(base_tree), _leaf_shapes(fresh_tree)
-  _check_same_leaves(base_shapes, fresh_shapes, 'merge_into')
-  for path, shape in base_shapes.items():
-    fresh = fresh_shapes[path]
-    if len(shape) != len(fresh) or any(b > f for b, f in zip(shape, fresh)):
-      raise ValueError(f'merge_into: leaf {path} has shape {shape}, which does not fit into '
-                       f'the larger tree\'s {fresh}.')
+  _check_fits(base_tree, fresh_tree, 'merge_into')
   return _merge(base_tree, fresh_tree)
 
 
@@ -79,13 +84,7 @@ def prune_to(tree, target_shapes):
     target_shapes: a tree with the same leaves whose `.shape`s (arrays or
       `jax.ShapeDtypeStruct`s) are at most the tree's on every axis.
   """
-  shapes, targets = _leaf_shapes(tree), _leaf_shapes(target_shapes)
-  _check_same_leaves(shapes, targets, 'prune_to')
-  for path, shape in shapes.items():
-    target = targets[path]
-    if len(shape) != len(target) or any(t > s for t, s in zip(target, shape)):
-      raise ValueError(f'prune_to: leaf {path} has shape {shape}, smaller than the target '
-                       f'{target} on some axis.')
+  _check_fits(target_shapes, tree, 'prune_to')
   leaves, treedef = jax.tree.flatten(tree)
   # Same leaf order: both trees have the same paths (checked above) and flatten sorts dict keys.
   shapes = tuple(tuple(t.shape) for t in jax.tree.leaves(target_shapes))

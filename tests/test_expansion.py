@@ -135,7 +135,9 @@ def test_models_without_extra_units_cannot_be_expanded_or_dropped():
 
 def test_merge_and_prune_reject_leaves_that_do_not_fit():
   small = {'w': jnp.zeros((2, 3))}
-  with pytest.raises(ValueError, match=r"leaf \['w'\] has shape \(2, 3\), which does not fit"):
+  with pytest.raises(ValueError, match=r"merge_into: leaf \['w'\] of shape \(2, 3\) does not "
+                     r"fit into the larger tree's \(2, 2\)"):
     expansion.merge_into(small, {'w': jnp.zeros((2, 2))})
-  with pytest.raises(ValueError, match=r"leaf \['w'\] has shape \(2, 2\), smaller than"):
+  with pytest.raises(ValueError, match=r"prune_to: leaf \['w'\] of shape \(2, 3\) does not fit "
+                     r"into the larger tree's \(2, 2\)"):
     expansion.prune_to({'w': jnp.zeros((2, 2))}, small)
