@@ -32,8 +32,8 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as error:  # ml_collections: a field the config lacks.
-    _fail(f'a --config override names a field the config does not have: {error}. The '
-          "config file's get_config() lists every field.")
+    _fail(f'cannot build the config: {error} (a --config.FIELD override must name a field '
+          "that the config file's get_config() defines).")
   except (flags.Error, ValueError, TypeError) as error:
     _fail(str(error))
 

@@ -12,6 +12,8 @@ overridden: `--config.seed=1 --config.task=random_label_swap --config.method=no_
 import ml_collections
 from ml_collections import config_dict
 
+from rem_jax.methods import rem
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -21,16 +23,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.path = config_dict.placeholder(str)      # Offline folder or .tar.gz.
   config.data.data_dir = config_dict.placeholder(str)  # TFDS data directory.
   config.data.image_size = 32
-  config.data.num_train = 5000             # shapes only.
-  config.data.num_test = 1000              # shapes only.
+  config.data.num_train = 5000             # shapes: generated; others: a seeded subset (0: all).
+  config.data.num_test = 1000              # Likewise.
 
   config.task = 'poison_trigger'           # random_label_swap | inter_class_confusion | poison_trigger
   config.num_corrupted = 250               # |D_c| (the paper: 1000 of CIFAR-10's 50,000).
   config.class_pair = (3, 5)               # inter_class_confusion only.
   config.discovery_rate = 0.5              # |D_f| / |D_c|, in (0, 1].
-  config.method = 'no_ul'
+  config.method = 'rem'                    # no_ul | rem | rem_etd | rem_ideal | rem_no_redirect | rem_no_remove
   config.methods = ml_collections.ConfigDict()  # One section per method, by name.
   config.methods.no_ul = ml_collections.ConfigDict()
+  for name in ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove'):
+    config.methods[name] = rem.default_config()
+    config.methods[name].learning_rate = 0.01
+    config.methods[name].eval_batch_size = 256
 
   config.base = 'plain'                    # plain | etd (extra units + per-example masks).
   config.p_mem = 0.2                       # ETD / REM mask keep probability.

@@ -27,8 +27,8 @@ from rem_jax.data import pipeline
 SCHEDULES = ('warmup_linear_decay', 'constant')
 
 
-class NonFiniteLossError(RuntimeError):
-  """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+# Raised on a NaN or infinite loss; the last good checkpoint is kept.
+NonFiniteLossError = training.NonFiniteLossError
 
 
 @dataclasses.dataclass(frozen=True)

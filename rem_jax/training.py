@@ -17,6 +17,7 @@ device-resident images are replicated, and the state is donated (updated in plac
 """
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -29,6 +30,10 @@ from rem_jax import sharding
 from rem_jax.data import pipeline
 
 OPTIMIZERS = ('sgd', 'adam')
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss."""
 
 
 def warmup_linear_decay(peak_lr: float, total_steps: int, *, warmup_fraction: float = 0.01,
@@ -196,12 +201,14 @@ def accuracy_step(model, variables: dict, images, batch: pipeline.Batch):
   return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
 
 
+@functools.lru_cache(maxsize=64)  # One compiled step per (model, mesh), however many callers.
 def jit_accuracy_step(model, mesh) -> Callable:
   """`accuracy_step` compiled for `mesh`; the (sum, count) pair comes back replicated."""
   return jax.jit(lambda variables, images, batch: accuracy_step(model, variables, images, batch),
                  out_shardings=sharding.replicated(mesh))
 
 
+@functools.lru_cache(maxsize=64)
 def jit_predict_step(model, mesh) -> Callable:
   """`predict_step` compiled for `mesh`; predictions stay sharded along the batch."""
   return jax.jit(lambda variables, images, batch: predict_step(model, variables, images, batch),

@@ -240,3 +240,18 @@ def test_internet_check_is_bounded_in_time(monkeypatch):
   start = time.perf_counter()
   assert not sources._internet_reachable(timeout_s=0.3)
   assert time.perf_counter() - start < 2
+
+
+def test_subset_is_seeded_in_order_and_reindexed():
+  train = sources.load('shapes', image_size=16, num_train=50, num_test=10).train
+  part = train.subset(20, seed=0)
+  assert part.num_examples == 20 and list(part.ids) == list(range(20))
+  positions = [int(np.flatnonzero((train.images == image).all(axis=(1, 2, 3)))[0])
+               for image in part.images]
+  assert positions == sorted(positions)  # Kept in dataset order.
+  np.testing.assert_array_equal(part.labels, train.labels[positions])
+  np.testing.assert_array_equal(train.subset(20, seed=0).images, part.images)
+  assert not np.array_equal(train.subset(20, seed=1).images, part.images)
+  assert train.subset(100, seed=0) is train
+  with pytest.raises(ValueError, match='count=0 must be positive'):
+    train.subset(0, seed=0)

@@ -114,7 +114,8 @@ def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
     ('--config.model.capacity=1.5', 'capacity=1.5 is outside (0, 1]'),
     ('--config.discovery_rate=0', 'discovery'),
     ('--config.train.optimizer=rmsprop', "optimizer='rmsprop' is not supported"),
-    ('--config.foo=1', "a --config override names a field the config does not have: \"'foo'\""),
+    ('--config.foo=1', "cannot build the config: \"'foo'\" (a --config.FIELD override must "
+                       'name a field'),
     ('--config.seed=abc', 'flag --config.seed=abc'),
 ])
 def test_bad_config_exits_nonzero_with_one_readable_line(tmp_path, override, message):

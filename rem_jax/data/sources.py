@@ -45,6 +45,7 @@ _TFDS_SPLITS = {
     'imagenette': ('train', 'validation'),
 }
 # Imagenette images come in many sizes; the reference resizes them to 32×32.
+_SHAPES_SIZES = (10_000, 2_000)  # Default train / test sizes of the generated dataset.
 _DEFAULT_IMAGE_SIZE = {'imagenette': 32, 'shapes': 32}
 # Bump when the cached arrays' layout or decoding changes, to invalidate old caches.
 _CACHE_FORMAT = 1
@@ -79,6 +80,19 @@ class Dataset:
       raise ValueError(f'{where}: labels must lie in [0, {self.num_classes}), got '
                        f'[{self.labels.min()}, {self.labels.max()}].')
 
+  def subset(self, count: int, seed: int) -> 'Dataset':
+    """`count` examples drawn uniformly (seeded), kept in dataset order; ids become 0..count-1.
+
+    For CPU-sized experiments on real data. `count` >= N returns the split unchanged.
+    """
+    if count <= 0:
+      raise ValueError(f'subset size count={count} must be positive.')
+    if count >= self.num_examples:
+      return self
+    rng = np.random.default_rng([seed, 2, SPLITS.index(self.split)])
+    keep = np.sort(rng.choice(self.num_examples, count, replace=False))
+    return dataclasses.replace(self, images=self.images[keep], labels=self.labels[keep])
+
   @property
   def ids(self) -> np.ndarray:
     """int32 (N,): each example's dataset id, which is its position."""
@@ -103,7 +117,7 @@ class Splits:
 def load(name: str, *, path: str | os.PathLike | None = None,
          data_dir: str | os.PathLike | None = None, image_size: int | None = None,
          cache_dir: str | os.PathLike | None = None, seed: int = 0,
-         num_train: int = 10_000, num_test: int = 2_000) -> Splits:
+         num_train: int | None = None, num_test: int | None = None) -> Splits:
   """Loads a dataset's train and test splits by name.
 
   Args:
@@ -113,9 +127,11 @@ def load(name: str, *, path: str | os.PathLike | None = None,
     image_size: resize every image to this square size; None keeps the source's size (Imagenette
       and shapes: 32).
     cache_dir: where offline sources cache decoded arrays (see `default_cache_dir`).
-    seed: `shapes` only: the generator seed (the test split uses an independent stream).
-    num_train: `shapes` only: training set size.
-    num_test: `shapes` only: test set size.
+    seed: `shapes`: the generator seed (the test split uses an independent stream); other
+      sources: the subset draw.
+    num_train: training set size: `shapes` generates this many; other sources keep a seeded
+      random subset of this size (None: the whole split).
+    num_test: test set size, likewise.
 
   Returns:
     The train and test `Dataset`s.
@@ -128,17 +144,22 @@ def load(name: str, *, path: str | os.PathLike | None = None,
   if name == 'shapes':
     if path is not None or data_dir is not None:
       raise ValueError("dataset 'shapes' is generated: path and data_dir must be None.")
+    counts = (num_train or _SHAPES_SIZES[0], num_test or _SHAPES_SIZES[1])
     return Splits(*(
         Dataset('shapes', split, *shapes.generate(count, image_size=image_size, seed=(seed, i)),
                 shapes.CLASS_NAMES)
-        for i, (split, count) in enumerate(zip(SPLITS, (num_train, num_test)))))
+        for i, (split, count) in enumerate(zip(SPLITS, counts))))
   if path is not None:
-    return load_image_folder(path, name=None if name == 'folder' else name,
-                             image_size=image_size, cache_dir=cache_dir)
-  if name == 'folder':
+    splits = load_image_folder(path, name=None if name == 'folder' else name,
+                               image_size=image_size, cache_dir=cache_dir)
+  elif name == 'folder':
     raise ValueError("dataset 'folder' needs path= (a folder or .tar.gz laid out as "
                      'split/class_name/*.jpg|png).')
-  return load_tfds(name, data_dir=data_dir, image_size=image_size)
+  else:
+    splits = load_tfds(name, data_dir=data_dir, image_size=image_size)
+  return Splits(*(dataset.subset(count, seed) if count else dataset
+                  for dataset, count in zip((splits.train, splits.test),
+                                            (num_train, num_test))))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,435 @@
+"""REM: Redirection for Erasing Memory (Schoepf et al., ICLR 2026), SPEC §7.
+
+    expand -> [remove (flush, NPO on D_f) -> repair + redirect (one epoch of D_tr) -> select] x E
+           -> drop
+
+1. Expand: add extra units θo2 to the trained θo1 (`rem_jax.expansion.expand`; fresh
+   PyTorch-default init). The new channels' BatchNorm running statistics are set from one pass
+   over D_tr (no augmentation, no gradient, train-mode normalisation, REM's masks), the base
+   channels keep θo1's. On an ETD base nothing is added: its extra units are θo2 and its
+   examples keep their ETD masks.
+2. The reference: a frozen copy of the expanded model in eval mode. The redirect term compares
+   with it in mask mode (the live model's masks), the removal term in drop mode, i.e. with θo1
+   alone (`remove_reference='mask'` reproduces the reference code, which used mask mode).
+3. Each of `epochs` iterations:
+   a. Flush: while Acc(D_f) > gamma (drop mode, eval, corrupted labels), one epoch of
+      npo(ce_drop, ce_ref) over D_f; at most `max_flush_epochs` per iteration; these steps are
+      not counted in the budget.
+   b. Repair + redirect: one epoch of D_tr. Per example, redirect(ce_mask, ce_ref_mask) with the
+      shared forget mask on D_f examples and own masks elsewhere, plus npo(ce_drop, ce_ref_drop)
+      on D_f examples. BatchNorm statistics: base channels from the drop pass, extra channels
+      from the mask pass.
+   c. Select: keep the iteration with the best Acc(D_r) * (1 - max(Acc(D_f), gamma)).
+4. Drop θo2: the result has the original architecture.
+
+Variants: `rem_etd` (REM on an ETD-trained base), `rem_ideal` (shared mask and removal term over
+all of D_c; the flush still uses D_f), `rem_no_redirect` (ablation: the redirect term on D_r only,
+live and reference models in drop mode) and `rem_no_remove` (ablation: no removal term in step
+3). Defaults (the paper's ResNet-9 recipe): beta 1, gamma 0.2, SGD lr 0.005, momentum 0.9,
+weight decay 5e-4, constant lr, 10 epochs, p_mem 0.2; use Adam lr 2e-5 for the ViT.
+"""
+
+import dataclasses
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from rem_jax import expansion
+from rem_jax import losses
+from rem_jax import masks
+from rem_jax import sharding
+from rem_jax import training
+from rem_jax.data import corruptions
+from rem_jax.data import pipeline
+from rem_jax.methods import base
+from rem_jax.methods import common
+
+VARIANTS = ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove')
+REMOVE_REFERENCES = ('drop', 'mask')
+REMOVE_REDUCTIONS = ('batch', 'forget')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """REM's settings (`config.methods.rem` and its variants' sections)."""
+  config = ml_collections.ConfigDict()
+  config.beta = 1.0
+  config.gamma = 0.2
+  config.optimizer = 'sgd'
+  config.learning_rate = 0.005
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.schedule = 'constant'
+  config.epochs = 10
+  config.max_flush_epochs = 100
+  # Extra units for a plain base, as a fraction of the full widths; 0 means the default:
+  # 1 - capacity (fill up to the full width), or 0.5 on a capacity-1.0 base.
+  config.expansion = 0.0
+  config.p_mem = 0.2
+  config.remove_reference = 'drop'
+  config.remove_reduction = 'batch'
+  config.eval_batch_size = 512
+  return config
+
+
+def _settings(config) -> ml_collections.ConfigDict:
+  settings = default_config()
+  unknown = sorted(set(dict(config)) - set(settings.keys()))
+  if unknown:
+    raise ValueError(f'REM settings {unknown} are unknown; allowed: {sorted(settings.keys())}.')
+  settings.update(dict(config))
+  common.check_beta(settings.beta)
+  common.check_gamma(settings.gamma)
+  for name, allowed in (('remove_reference', REMOVE_REFERENCES),
+                        ('remove_reduction', REMOVE_REDUCTIONS)):
+    if settings[name] not in allowed:
+      raise ValueError(f'{name}={settings[name]!r} is not supported; allowed: {list(allowed)}.')
+  if settings.epochs <= 0 or settings.max_flush_epochs < 0:
+    raise ValueError('epochs must be > 0 and max_flush_epochs >= 0.')
+  return settings
+
+
+# ---- Pieces (pure functions; tests call them directly) -----------------------------------------
+
+
+def default_expansion(capacity: float) -> float:
+  """Fill a narrow base up to the full width; add +50 % to a full-width base."""
+  return 1.0 - capacity if capacity < 1.0 else 0.5
+
+
+def removal_ids(variant: str, forget_ids, record: corruptions.CorruptionRecord):
+  """The ids that get the shared mask and the removal term: D_f, or all of D_c for IDEAL (an
+  upper bound that uses knowledge a practitioner does not have)."""
+  return record.corrupted_ids if variant == 'rem_ideal' else forget_ids
+
+
+def membership(num_examples: int, ids) -> jax.Array:
+  """(N,) bool, True at `ids`: forget membership as an array, so no shape depends on |D_f|."""
+  return jnp.zeros(num_examples, bool).at[jnp.asarray(ids)].set(True)
+
+
+def per_example_terms(*, ce_mask, ce_ref_mask, ce_drop, ce_ref_drop, in_forget, beta,
+                      redirect_into_extra: bool = True, remove: bool = True):
+  """REM's Step-3 loss per example: (redirect term, removal term).
+
+  redirect = redirect(ce_mask, ce_ref_mask) on every example (ablation `rem_no_redirect`:
+  redirect(ce_drop, ce_ref_drop) on non-forget examples only); removal = npo(ce_drop,
+  ce_ref_drop) on forget examples, 0 elsewhere (and everywhere for `rem_no_remove`).
+  """
+  in_forget = in_forget.astype(jnp.float32)
+  if redirect_into_extra:
+    redirect = losses.redirect(ce_mask, ce_ref_mask, beta=beta)
+  else:
+    redirect = losses.redirect(ce_drop, ce_ref_drop, beta=beta) * (1.0 - in_forget)
+  removal = losses.npo(ce_drop, ce_ref_drop, beta=beta) * in_forget if remove else (
+      jnp.zeros_like(ce_drop))
+  return redirect, removal
+
+
+def reduce_terms(redirect, removal, in_forget, reduction: str):
+  """'batch': mean of (redirect + removal) over the batch (the reference code); 'forget':
+  redirect averaged over the batch plus removal averaged over the batch's forget examples."""
+  if reduction == 'batch':
+    return jnp.mean(redirect + removal)
+  forget_count = jnp.maximum(jnp.sum(in_forget.astype(jnp.float32)), 1.0)
+  return jnp.mean(redirect) + jnp.sum(removal) / forget_count
+
+
+def split_batch_stats(base_from, extra_from, base_shapes):
+  """Batch statistics with the base channels of `base_from` and the extra ones of `extra_from`."""
+  return expansion.merge_into(expansion.prune_to(base_from, base_shapes), extra_from)
+
+
+def _is_bn_input(module, method_name) -> bool:
+  # In ResNet9 every BatchNorm reads the output of the Conv beside it (ConvBN: 'conv' -> 'bn').
+  del method_name
+  return isinstance(module, nn.Conv)
+
+
+def _moments_step(model, variables, images, batch, batch_masks):
+  """Per-channel (Σ w·x, Σ w·x², Σ w) of every BatchNorm input over one batch."""
+  inputs = pipeline.eval_inputs(images, batch, model.dtype)
+  _, captured = model.apply(variables, inputs, batch_masks, train=True,
+                            mutable=['batch_stats', 'intermediates'],
+                            capture_intermediates=_is_bn_input)
+  weights = batch.weights
+
+  def moments(outputs):
+    x = outputs[0].astype(jnp.float32)
+    w = weights.reshape((-1,) + (1,) * (x.ndim - 1))
+    axes = tuple(range(x.ndim - 1))
+    count = jnp.sum(weights) * np.prod(x.shape[1:-1])
+    return jnp.sum(w * x, axes), jnp.sum(w * x * x, axes), count
+
+  stats = {}
+  for path, outputs in jax.tree_util.tree_flatten_with_path(
+      captured['intermediates'], is_leaf=lambda x: isinstance(x, tuple))[0]:
+    keys = [p.key for p in path]  # [..., 'conv', '__call__'] -> batch_stats [..., 'bn'].
+    stats[tuple(keys[:-2])] = moments(outputs)
+  return stats
+
+
+def exact_batch_stats(model, variables, view, mask_fn, mesh, batch_size):
+  """Running statistics = the exact mean and (population) variance of each BatchNorm's input
+  over `view`, computed in one pass with train-mode normalisation and masks from `mask_fn(ids)`.
+  """
+  step = jax.jit(lambda v, images, batch: _moments_step(model, v, images, batch,
+                                                        mask_fn(batch.ids)))
+  totals = None
+  for batch in view.evaluation_batches(batch_size, mesh):
+    moments = step(variables, view.images, batch)
+    totals = moments if totals is None else jax.tree.map(jnp.add, totals, moments)
+  stats = jax.tree.map(jnp.copy, variables['batch_stats'])
+  for path, (first, second, count) in totals.items():
+    node = stats
+    for key in path:
+      node = node[key]
+    node = node['bn']
+    mean = first / count
+    node['mean'] = mean
+    node['var'] = jnp.maximum(second / count - mean * mean, 0.0)
+  return stats
+
+
+# ---- The compiled steps -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything static about one REM run; hashable, so the module-level compiled steps are
+  shared by every run with equal settings (one compile for all discovery rates and seeds)."""
+  model: object
+  mask_config: masks.MaskConfig
+  optimizer: common.OptimizerSettings
+  image_shape: tuple[int, ...]
+  beta: float = 1.0
+  remove_reference: str = 'drop'
+  remove_reduction: str = 'batch'
+  redirect_into_extra: bool = True
+  remove: bool = True
+
+  def base_stat_shapes(self):
+    return expansion.variable_shapes(self.model.base_model(),
+                                     self.image_shape).get('batch_stats', {})
+
+  def masks(self, ids, in_shared):
+    return masks.assign_masks(ids, in_shared, mask_seed=self.mask_config.mask_seed,
+                              p_mem=self.mask_config.p_mem, mask_size=self.model.mask_size)
+
+
+def _apply(model, params, batch_stats, inputs, mask, train):
+  """Logits, and in train mode the updated batch statistics ({} for models without BN)."""
+  variables = {'params': params}
+  if batch_stats:
+    variables['batch_stats'] = batch_stats
+  if not train:
+    return model.apply(variables, inputs, mask, train=False), batch_stats
+  logits, updates = model.apply(variables, inputs, mask, train=True, mutable=['batch_stats'])
+  return logits, updates.get('batch_stats', {})
+
+
+def _step(setup: Setup, state, loss_fn):
+  """Differentiates `loss_fn(params) -> (loss, batch_stats)` and applies one optimizer update."""
+  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+  updates, opt_state = setup.optimizer.build().update(grads, state['opt_state'], state['params'])
+  return {**state, 'step': state['step'] + 1, 'opt_state': opt_state,
+          'params': optax.apply_updates(state['params'], updates), 'batch_stats': stats,
+          'finite': state['finite'] & jnp.isfinite(loss)}, {'loss': loss}
+
+
+def _augmented(setup: Setup, state, images, batch):
+  key = jax.random.fold_in(state['rng'], state['step'])
+  return pipeline.training_inputs(images, batch, key, setup.model.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def flush_step(setup: Setup, state, images, batch, reference):
+  """One NPO step on a batch of D_f in drop mode (REM Step 2)."""
+  model = setup.model
+  inputs = _augmented(setup, state, images, batch)
+  zeros = jnp.zeros((inputs.shape[0], model.mask_size), jnp.float32)
+  reference_mask = (zeros if setup.remove_reference == 'drop' else
+                    setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool)))
+  ref_logits, _ = _apply(model, reference['params'], reference.get('batch_stats', {}), inputs,
+                         reference_mask, False)
+  ce_ref = losses.cross_entropy(ref_logits, batch.labels)
+
+  def loss_fn(params):
+    logits, stats = _apply(model, params, state['batch_stats'], inputs, zeros, True)
+    ce = losses.cross_entropy(logits, batch.labels)
+    if stats:  # Only base channels served this drop pass; extra channels keep theirs.
+      stats = split_batch_stats(stats, state['batch_stats'], setup.base_stat_shapes())
+    return training.weighted_mean(losses.npo(ce, ce_ref, beta=setup.beta), batch.weights), stats
+
+  return _step(setup, state, loss_fn)
+
+
+def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all, in_shared_all):
+  """REM Step 3's loss as a function of the live parameters: -> (loss, new batch statistics)."""
+  model = setup.model
+  in_forget = in_forget_all[batch.ids]
+  batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids])
+  zeros = jnp.zeros_like(batch_masks)
+  ref_stats = reference.get('batch_stats', {})
+  ref_ce = lambda mask: losses.cross_entropy(
+      _apply(model, reference['params'], ref_stats, inputs, mask, False)[0], batch.labels)
+  ce_ref_mask = ref_ce(batch_masks)
+  ce_ref_drop = ref_ce(zeros) if setup.remove_reference == 'drop' else ce_ref_mask
+
+  def loss_fn(params):
+    drop_logits, drop_stats = _apply(model, params, state['batch_stats'], inputs, zeros, True)
+    ce_drop = losses.cross_entropy(drop_logits, batch.labels)
+    if setup.redirect_into_extra:
+      mask_logits, mask_stats = _apply(model, params, state['batch_stats'], inputs, batch_masks,
+                                       True)
+      ce_mask = losses.cross_entropy(mask_logits, batch.labels)
+    else:  # No pass in mask mode: the extra channels keep their statistics.
+      mask_stats, ce_mask = state['batch_stats'], ce_drop
+    redirect, removal = per_example_terms(
+        ce_mask=ce_mask, ce_ref_mask=ce_ref_mask, ce_drop=ce_drop, ce_ref_drop=ce_ref_drop,
+        in_forget=in_forget, beta=setup.beta, redirect_into_extra=setup.redirect_into_extra,
+        remove=setup.remove)
+    loss = reduce_terms(redirect, removal, in_forget, setup.remove_reduction)
+    stats = (split_batch_stats(drop_stats, mask_stats, setup.base_stat_shapes())
+             if drop_stats else {})
+    return loss, stats
+
+  return loss_fn
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def repair_step(setup: Setup, state, images, batch, reference, in_forget_all, in_shared_all):
+  """One repair + redirect step on a batch of D_tr (REM Step 3)."""
+  inputs = _augmented(setup, state, images, batch)
+  return _step(setup, state, repair_loss_fn(setup, state, inputs, batch, reference,
+                                            in_forget_all, in_shared_all))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def shared_mask_accuracy_step(model, mask_config, variables, images, batch):
+  """(correct, count) with the shared forget mask on every example (REM's dynamics)."""
+  inputs = pipeline.eval_inputs(images, batch, model.dtype)
+  shared = masks.shared_forget_mask(mask_seed=mask_config.mask_seed, p_mem=mask_config.p_mem,
+                                    mask_size=model.mask_size)
+  mask = jnp.broadcast_to(shared, (inputs.shape[0], model.mask_size))
+  correct = jnp.argmax(model.apply(variables, inputs, mask, train=False), -1) == batch.labels
+  return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
+
+
+# ---- The method --------------------------------------------------------------------------------
+
+
+def _expanded_start(original: base.TrainedModel, settings, task: base.Task, variant: str):
+  """(model, variables, mask config): expanded θo1 ∪ θo2, or the ETD base as it is."""
+  if original.mask_config is not None:
+    return original.model, original.variables, original.mask_config
+  if variant == 'rem_etd':
+    raise ValueError("method 'rem_etd' runs REM on an ETD-trained base; set base='etd'.")
+  amount = settings.expansion or default_expansion(original.model.capacity)
+  model = original.model.clone(expansion=amount)
+  if model.mask_size == 0:
+    raise ValueError(f'REM needs extra units: the base has none and expansion={amount} adds '
+                     'none at these widths; raise expansion.')
+  variables = expansion.expand(original.variables, model,
+                               jax.random.fold_in(jax.random.key(task.seed), 0),
+                               image_shape=task.views.train.images.shape[1:])
+  return model, variables, masks.MaskConfig(mask_seed=task.seed, p_mem=settings.p_mem)
+
+
+def rem(original: base.TrainedModel, task: base.Task, config,
+        variant: str = 'rem') -> base.Unlearned:
+  """Runs REM (or one of `VARIANTS`) and returns the model with θo2 dropped."""
+  if variant not in VARIANTS:
+    raise ValueError(f'variant={variant!r} is unknown; allowed: {list(VARIANTS)}.')
+  settings = _settings(config)
+  views, mesh = task.views, task.mesh
+  num_examples = views.train.num_examples
+  forget_ids = corruptions.check_forget_ids(task.forget_ids, num_examples)
+  watch = common.Stopwatch()
+  root = jax.random.key(task.seed)
+  image_shape = tuple(views.train.images.shape[1:])
+  steps_per_epoch = math.ceil(num_examples / task.batch_size)
+
+  # 1. Expand.
+  model, variables, mask_config = _expanded_start(original, settings, task, variant)
+  setup = Setup(
+      model=model, mask_config=mask_config, image_shape=image_shape, beta=settings.beta,
+      optimizer=common.OptimizerSettings(
+          settings.optimizer, settings.learning_rate, settings.momentum, settings.weight_decay,
+          settings.schedule, settings.epochs * steps_per_epoch),
+      remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
+      redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
+  # One membership serves both the shared mask and the removal term: D_f, or D_c for IDEAL.
+  in_forget = sharding.replicate(membership(
+      num_examples, removal_ids(variant, forget_ids, task.record)), mesh)
+  in_shared = in_forget
+  eval_batch = common.round_to_devices(settings.eval_batch_size, mesh)
+  if original.mask_config is None and variables.get('batch_stats'):
+    exact = exact_batch_stats(model, variables, views.train,
+                              lambda ids: setup.masks(ids, in_shared[ids]), mesh, eval_batch)
+    variables = {**variables, 'batch_stats': split_batch_stats(
+        original.variables['batch_stats'], exact, setup.base_stat_shapes())}
+
+  # 2. The frozen reference; the live state owns copies (steps donate it).
+  reference = sharding.replicate(variables, mesh)
+  state = sharding.replicate(training.create_train_state(
+      variables, setup.optimizer.build(), jax.random.fold_in(root, 1)), mesh)
+  flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
+  repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
+                                                    in_forget, in_shared)
+  accuracy = common.Accuracy(model, mesh, eval_batch)
+  shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config)
+  # Flush batches: a size fixed by |D_c| (not |D_f|), so every discovery rate shares a compile.
+  flush_batch = common.shared_batch_size(task.batch_size, task.record.num_corrupted, mesh)
+  corrupted_view = views.train.subset(np.searchsorted(views.train.ids,
+                                                      task.record.corrupted_ids))
+
+  images = views.train.images
+  best = common.BestIteration()
+  iterations = []
+  flush_steps = repair_steps = 0
+  data_key = jax.random.fold_in(root, 2)
+  for iteration in range(1, settings.epochs + 1):
+    epoch_key = jax.random.fold_in(data_key, iteration)
+    # 3a. Remove: flush until the forget set is forgotten (uncounted steps).
+    flush_trace = [watch.evaluating(accuracy, training.variables_of(state), views.forget)]
+    while flush_trace[-1] > settings.gamma and len(flush_trace) <= settings.max_flush_epochs:
+      state, _ = training.run_epoch(flush, state, images, views.forget, flush_batch,
+                                    jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
+      flush_steps += math.ceil(views.forget.num_examples / flush_batch)
+      flush_trace.append(watch.evaluating(accuracy, training.variables_of(state), views.forget))
+    # 3b. Repair + redirect: one epoch of D_tr.
+    state, _ = training.run_epoch(repair, state, images, views.train, task.batch_size,
+                                  epoch_key, mesh)
+    repair_steps += steps_per_epoch
+    if not bool(state['finite']):
+      raise training.NonFiniteLossError(
+          f'REM: non-finite loss in iteration {iteration}; lower learning_rate.')
+    # 3c. Select on the training-data proxy.
+    current = training.variables_of(state)
+    retain_accuracy = watch.evaluating(accuracy, current, views.retain)
+    forget_accuracy = watch.evaluating(accuracy, current, views.forget)
+    score = common.proxy(retain_accuracy, forget_accuracy, settings.gamma)
+    correct, count = watch.evaluating(training.view_accuracy, shared_accuracy, current, images,
+                                      corrupted_view, eval_batch, mesh)
+    iterations.append({
+        'iteration': iteration, 'flush_epochs': len(flush_trace) - 1,
+        'flush_forget_accuracy': flush_trace, 'proxy': score,
+        'retain_accuracy': retain_accuracy, 'forget_accuracy': forget_accuracy,
+        # Dynamics (Fig. 5): D_c vs its corrupted labels, extra units off / shared mask on.
+        'corrupted_accuracy_drop': watch.evaluating(accuracy, current, corrupted_view),
+        'corrupted_accuracy_shared_mask': float(correct) / float(count),
+    })
+    best.offer(iteration, score, current)
+
+  # 4. Drop θo2 from the selected iteration's variables.
+  final = expansion.drop(best.variables, model, image_shape=image_shape)
+  record = {'steps': repair_steps, 'flush_steps': flush_steps, 'epochs': settings.epochs,
+            'best_iteration': best.iteration, 'iterations': iterations,
+            'mask_size': model.mask_size, **watch.record()}
+  return base.Unlearned(model.base_model(), final, record)

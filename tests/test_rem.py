@@ -1,0 +1,277 @@
+"""REM: its pieces, its mechanism and its behaviour on a tiny poisoned `shapes` task."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rem_jax import evaluation, expansion, losses, masks, sharding, trainer, training
+from rem_jax.data import corruptions, pipeline, sources
+from rem_jax.methods import base, common, get_method
+from rem_jax.methods import rem as rem_module
+from rem_jax.models import init_variables
+from tests import tiny
+
+RATE = 0.5
+BATCH = 64
+
+
+@dataclasses.dataclass
+class Poisoned:
+  model: object
+  variables: dict
+  splits: sources.Splits
+  record: corruptions.CorruptionRecord
+  mesh: object
+  images: dict
+
+  def task(self, rate=RATE, seed=0):
+    forget_ids = self.record.forget_ids_at(rate)
+    views = pipeline.make_views(self.splits, self.record, forget_ids, self.images)
+    return base.Task(views, self.record, forget_ids, self.mesh, BATCH, seed)
+
+  def evaluate(self, model, variables, rate=RATE):
+    task = self.task(rate)
+    return evaluation.Evaluator(model, task.views, self.record, self.mesh, 256)(variables)
+
+
+@pytest.fixture(scope='module')
+def poisoned():
+  """A width/8 capacity-0.5 ResNet-9 trained on 16x16 shapes with 64 of 1024 images poisoned."""
+  mesh = sharding.make_mesh()
+  splits = sources.load('shapes', image_size=16, num_train=1024, num_test=256, seed=0)
+  record = corruptions.corrupt(splits.train.labels, task='poison_trigger', seed=0,
+                               num_classes=10, num_corrupted=64, rates=[0.2, RATE, 1.0])
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_views(splits, record, record.forget_ids_at(RATE), images)
+  model = tiny.tiny_resnet(expansion=0.0)
+  recipe = trainer.Recipe(learning_rate=0.05, steps=320, batch_size=BATCH,
+                          checkpoint_every=320)
+  variables, _ = trainer.train(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
+                               views.train, recipe, mesh=mesh, seed=0)
+  return Poisoned(model, jax.device_get(variables), splits, record, mesh, images)
+
+
+def _rem(poisoned, variant='rem', rate=RATE, **settings):
+  config = {'epochs': 3, 'learning_rate': 0.01, 'eval_batch_size': 256, **settings}
+  return get_method(variant)(base.TrainedModel(poisoned.model, poisoned.variables),
+                             poisoned.task(rate), config)
+
+
+@pytest.fixture(scope='module')
+def rem_result(poisoned):
+  return _rem(poisoned)
+
+
+def _heals(poisoned, result) -> tuple[bool, dict, dict]:
+  """The behaviour criterion: Healed far above No UL, Utility within 5 points of it."""
+  before = poisoned.evaluate(poisoned.model, poisoned.variables)
+  after = poisoned.evaluate(result.model, result.variables)
+  ok = after['healed'] >= before['healed'] + 0.4 and after['utility'] >= before['utility'] - 0.05
+  return ok, before, after
+
+
+# ---- behaviour ---------------------------------------------------------------------------------
+
+
+def test_precondition_the_trained_model_is_poisoned(poisoned):
+  before = poisoned.evaluate(poisoned.model, poisoned.variables)
+  assert before['poison_success_corrupted'] >= 0.8, before
+  assert before['utility'] >= 0.8, before
+
+
+def test_rem_heals_the_poison_and_keeps_utility(poisoned, rem_result):
+  ok, before, after = _heals(poisoned, rem_result)
+  assert ok, (before, after)
+
+
+@pytest.mark.parametrize('mutant', ['npo_sign', 'redirect_sign', 'no_flush'])
+def test_mutants_of_rem_fail_the_behaviour_test(poisoned, monkeypatch, mutant):
+  if mutant == 'npo_sign':
+    npo = losses.npo
+    monkeypatch.setattr(losses, 'npo', lambda *a, **k: -npo(*a, **k))
+  elif mutant == 'redirect_sign':
+    redirect = losses.redirect
+    monkeypatch.setattr(losses, 'redirect', lambda *a, **k: -redirect(*a, **k))
+  # A fresh Setup (another max_flush_epochs or learning rate) retraces with the patched losses.
+  settings = {'max_flush_epochs': 0} if mutant == 'no_flush' else {'learning_rate': 0.0100001}
+  ok, before, after = _heals(poisoned, _rem(poisoned, **settings))
+  assert not ok, (mutant, before, after)
+
+
+# ---- the method's contract ---------------------------------------------------------------------
+
+
+def test_budget_flush_and_selection_records(poisoned, rem_result):
+  record = rem_result.record
+  steps_per_epoch = -(-1024 // BATCH)
+  assert record['steps'] == 3 * steps_per_epoch  # Flush steps are not counted.
+  assert record['flush_steps'] > 0
+  gamma = rem_module.default_config().gamma
+  for entry in record['iterations']:
+    trace = entry['flush_forget_accuracy']
+    # The flush stops as soon as Acc(D_f) <= gamma, and not before.
+    assert all(a > gamma for a in trace[:-1]) and trace[-1] <= gamma
+    assert entry['flush_epochs'] == len(trace) - 1
+  proxies = [e['proxy'] for e in record['iterations']]
+  assert record['best_iteration'] == 1 + int(np.argmax(proxies))
+
+
+def test_result_has_the_original_architecture(poisoned, rem_result):
+  assert rem_result.model == poisoned.model
+  chex.assert_trees_all_equal_shapes(rem_result.variables, poisoned.variables)
+
+
+def test_two_discovery_rates_share_one_compiled_repair_step(poisoned, rem_result):
+  del rem_result  # REM has run at RATE with these settings: its steps are compiled.
+  compiled = (rem_module.repair_step._cache_size(), rem_module.flush_step._cache_size())
+  _rem(poisoned, rate=0.2)
+  assert (rem_module.repair_step._cache_size(), rem_module.flush_step._cache_size()) == compiled
+
+
+def test_best_iteration_keeps_the_best_variables():
+  best = common.BestIteration()
+  for iteration, score in [(1, 0.3), (2, 0.7), (3, 0.7), (4, 0.5)]:
+    best.offer(iteration, score, {'w': jnp.full(2, float(iteration))})
+  assert best.iteration == 2
+  np.testing.assert_array_equal(best.variables['w'], [2.0, 2.0])
+
+
+# ---- pieces ------------------------------------------------------------------------------------
+
+
+def test_removal_term_is_zero_outside_the_forget_set():
+  ce = jnp.array([1.0, 2.0, 3.0, 4.0])
+  in_forget = jnp.array([True, False, True, False])
+  redirect, removal = rem_module.per_example_terms(
+      ce_mask=ce, ce_ref_mask=ce + 1, ce_drop=ce + 0.5, ce_ref_drop=ce, in_forget=in_forget,
+      beta=1.0)
+  np.testing.assert_array_equal(removal[~in_forget], 0.0)
+  np.testing.assert_allclose(removal[in_forget], losses.npo(ce + 0.5, ce)[in_forget])
+  np.testing.assert_allclose(redirect, losses.redirect(ce, ce + 1))
+  np.testing.assert_allclose(rem_module.reduce_terms(redirect, removal, in_forget, 'batch'),
+                             jnp.mean(redirect + removal))
+  np.testing.assert_allclose(rem_module.reduce_terms(redirect, removal, in_forget, 'forget'),
+                             jnp.mean(redirect) + jnp.sum(removal) / 2)
+  # Ablations: no redirection into θo2 (drop mode, D_r only); no removal term.
+  redirect, _ = rem_module.per_example_terms(
+      ce_mask=ce, ce_ref_mask=ce + 1, ce_drop=ce + 0.5, ce_ref_drop=ce, in_forget=in_forget,
+      beta=1.0, redirect_into_extra=False)
+  np.testing.assert_allclose(redirect, losses.redirect(ce + 0.5, ce) * ~in_forget)
+  _, removal = rem_module.per_example_terms(
+      ce_mask=ce, ce_ref_mask=ce, ce_drop=ce, ce_ref_drop=ce, in_forget=in_forget, beta=1.0,
+      remove=False)
+  np.testing.assert_array_equal(removal, 0.0)
+
+
+def test_ideal_covers_all_corrupted_examples(poisoned):
+  forget = poisoned.record.forget_ids_at(RATE)
+  assert set(rem_module.removal_ids('rem_ideal', forget, poisoned.record)) == set(
+      poisoned.record.corrupted_ids)
+  assert set(rem_module.removal_ids('rem', forget, poisoned.record)) == set(forget)
+
+
+def test_exact_batch_statistics_of_new_channels(poisoned):
+  task = poisoned.task()
+  model = poisoned.model.clone(expansion=0.5)
+  variables = expansion.expand(poisoned.variables, model, jax.random.key(3),
+                               image_shape=(16, 16, 3))
+  view = task.views.train.subset(np.arange(40))  # Not a multiple of the batch: padding.
+  view = dataclasses.replace(view, triggered=np.zeros(40, bool))  # Plain images, as below.
+  no_masks = lambda ids: jnp.zeros((ids.shape[0], model.mask_size))
+  stats = rem_module.exact_batch_stats(model, variables, view, no_masks, poisoned.mesh, 16)
+  # By hand: conv1's input statistics over the 40 images.
+  x = pipeline.normalise(jnp.asarray(poisoned.splits.train.images[:40]))
+  conv = variables['params']['conv1']['conv']
+  y = jax.lax.conv_general_dilated(x, conv['kernel'], (1, 1), 'SAME',
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + conv['bias']
+  np.testing.assert_allclose(stats['conv1']['bn']['mean'], y.mean((0, 1, 2)), atol=1e-4)
+  np.testing.assert_allclose(stats['conv1']['bn']['var'], y.var((0, 1, 2)), rtol=1e-3,
+                             atol=1e-4)
+
+
+def _one_repair_step(poisoned, setup, ids):
+  task = poisoned.task()
+  variables = expansion.expand(poisoned.variables, setup.model, jax.random.key(5),
+                               image_shape=(16, 16, 3))
+  state = training.create_train_state(variables, setup.optimizer.build(), jax.random.key(0))
+  in_forget = rem_module.membership(1024, task.forget_ids)
+  batch = task.views.train.batch(np.searchsorted(task.views.train.ids, ids), poisoned.mesh)
+  return variables, state, batch, in_forget
+
+
+def test_mechanism_only_the_shared_masks_active_extra_units_learn(poisoned):
+  model = poisoned.model.clone(expansion=0.5)
+  setup = rem_module.Setup(
+      model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
+      optimizer=common.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
+  forget = poisoned.record.forget_ids_at(RATE)[:8]
+  variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)
+  reference = jax.tree.map(jnp.copy, variables)
+  new_state, _ = jax.jit(rem_module.repair_step.__wrapped__, static_argnums=0)(
+      setup, state, poisoned.images['train'], batch, reference, in_forget, in_forget)
+  shared = np.asarray(masks.shared_forget_mask(mask_seed=0, p_mem=0.2,
+                                               mask_size=model.mask_size))
+  base_width, extra_width = model.base_widths[0], model.extra_widths[0]
+  active = shared[:extra_width] > 0  # Bank 0: conv1's extra channels.
+  assert active.any() and (~active).any()
+  before = variables['params']['conv1']['conv']['kernel'][..., base_width:]
+  after = new_state['params']['conv1']['conv']['kernel'][..., base_width:]
+  changed = np.asarray(jnp.abs(after - before).max(axis=(0, 1, 2)) > 0)
+  np.testing.assert_array_equal(changed, active)
+
+
+def test_mechanism_the_removal_term_reaches_only_theta_o1(poisoned):
+  model = poisoned.model.clone(expansion=0.5)
+  # Redirect restricted to D_r and every example in D_f: the loss is the removal term alone.
+  setup = rem_module.Setup(
+      model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
+      optimizer=common.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
+      redirect_into_extra=False)
+  forget = poisoned.record.forget_ids_at(RATE)[:8]
+  variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)
+  inputs = pipeline.eval_inputs(poisoned.images['train'], batch)
+  loss_fn = rem_module.repair_loss_fn(setup, state, inputs, batch, variables, in_forget,
+                                      in_forget)
+  grads = jax.jit(jax.grad(lambda p: loss_fn(p)[0]))(state['params'])
+  base_grads = expansion.drop({'params': grads, 'batch_stats': variables['batch_stats']}, model,
+                              image_shape=(16, 16, 3))['params']
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(base_grads)) > 0
+  total = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads))
+  base_total = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(base_grads))
+  np.testing.assert_allclose(total, base_total, rtol=1e-6)  # Nothing outside θo1.
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('settings, message', [
+    ({'gamma': 1.0}, r'gamma=1.0 must lie in \(0, 1\)'),
+    ({'gamma': 0.0}, r'gamma=0.0 must lie in \(0, 1\)'),
+    ({'beta': 0.0}, 'beta=0.0 must be > 0'),
+    ({'remove_reference': 'live'}, "remove_reference='live' is not supported"),
+    ({'expansion': 0.001}, 'REM needs extra units'),
+    ({'gama': 0.2}, r"REM settings \['gama'\] are unknown"),
+])
+def test_bad_settings(poisoned, settings, message):
+  with pytest.raises(ValueError, match=message):
+    _rem(poisoned, **settings)
+
+
+@pytest.mark.parametrize('forget_ids, message', [
+    (np.array([], np.int32), 'non-empty'),
+    (np.array([3, 3]), 'must not repeat'),
+    (np.array([5000]), r'must lie in \[0, 1024\)'),
+])
+def test_bad_forget_sets(poisoned, forget_ids, message):
+  task = dataclasses.replace(poisoned.task(), forget_ids=forget_ids)
+  with pytest.raises(ValueError, match=message):
+    get_method('rem')(base.TrainedModel(poisoned.model, poisoned.variables), task, {})
+
+
+def test_rem_etd_needs_an_etd_base(poisoned):
+  with pytest.raises(ValueError, match="set base='etd'"):
+    _rem(poisoned, variant='rem_etd')
