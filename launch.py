@@ -2,9 +2,11 @@
 
 The logic lives in the `rem_jax` package, which tests and notebooks import; this file only
 parses flags, sets up logging and turns a bad configuration into one readable line and a
-non-zero exit status. It runs one cell (`rem_jax.experiments.run`): the workdir receives
-`config.json`, `corruption.json` (the ids), `metrics.jsonl`, training checkpoints and
-`results.json`. A killed run restarted with the same command resumes from its last checkpoint.
+non-zero exit status. It runs the config's experiment (`rem_jax.experiments.run`): a benchmark
+cell (configs/quickstart.py: the workdir receives `config.json`, `corruption.json` with the ids,
+`metrics.jsonl`, training checkpoints and `results.json`; a killed run restarted with the same
+command resumes from its last checkpoint) or a practitioner's unlearning run
+(configs/unlearn.py).
 """
 
 import logging as python_logging
@@ -63,12 +65,17 @@ def main(argv):
   print(report(result))
 
 
+_COLUMNS = {'healed': 'Healed', 'utility': 'Utility', 'healed_x_utility': 'Healed x Utility',
+            'forget_accuracy': 'Acc(D_f)', 'retain_accuracy': 'Acc(D_r)'}
+
+
 def report(result: dict) -> str:
-  """Healed / Utility before and after unlearning, as a small table."""
-  rows = [('', 'Healed', 'Utility', 'Healed x Utility')]
+  """The headline metrics before and after unlearning, as a small table."""
+  keys = [k for k in _COLUMNS if k in result['before']]
+  rows = [('', *(_COLUMNS[k] for k in keys))]
   for name, values in (('before', result['before']),
                        (f'after {result["config"]["method"]}', result['after'])):
-    rows.append((name, *(f'{values[k]:.4f}' for k in ('healed', 'utility', 'healed_x_utility'))))
+    rows.append((name, *(f'{values[k]:.4f}' for k in keys)))
   width = max(len(r[0]) for r in rows)
   return '\n'.join(f'{r[0]:<{width}}  ' + '  '.join(f'{c:>16}' for c in r[1:]) for r in rows)
 

@@ -21,13 +21,14 @@ class Evaluator:
   Attributes:
     model: the architecture (its extra units are switched off: drop mode).
     views: the task's views.
-    record: the corruption record (task, class pair, poison target).
+    record: the corruption record (task, class pair, poison target); None where D_c is unknown
+      (then only `predictions` is available).
     mesh: the device mesh.
     batch_size: evaluation batch size (a multiple of the mesh's data axis).
   """
   model: object
   views: pipeline.Views
-  record: corruptions.CorruptionRecord
+  record: corruptions.CorruptionRecord | None
   mesh: object
   batch_size: int
 

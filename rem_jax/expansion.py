@@ -36,8 +36,14 @@ def _check_same_leaves(tree_shapes: dict, target_shapes: dict, what: str) -> Non
                      f'unexpected {unexpected[:5]}.')
 
 
-def _check_shapes_equal(tree, target, what: str) -> None:
-  """Raises ValueError naming the first leaf whose shape differs between tree and target."""
+def check_shapes(tree, target, what: str) -> None:
+  """Raises ValueError naming the first leaf whose shape differs between tree and target.
+
+  Args:
+    tree: e.g. loaded variables.
+    target: the expected tree (arrays or `jax.ShapeDtypeStruct`s, e.g. `variable_shapes`).
+    what: the start of the error message (what was being checked).
+  """
   tree_shapes, target_shapes = _leaf_shapes(tree), _leaf_shapes(target)
   _check_same_leaves(tree_shapes, target_shapes, what)
   for path, shape in tree_shapes.items():
@@ -134,7 +140,7 @@ def expand(base_variables, model, key, *, image_shape: Sequence[int] | None = No
       shape the base model expects (the error names the leaf and both shapes).
   """
   _check_has_extra(model, 'expand')
-  _check_shapes_equal(base_variables, variable_shapes(model.base_model(), image_shape),
+  check_shapes(base_variables, variable_shapes(model.base_model(), image_shape),
                       'expand: base_variables do not match model.base_model()')
   fresh = common.init_variables(model, key, image_shape)
   return merge_into(base_variables, fresh)
@@ -157,6 +163,6 @@ def drop(variables, model, *, image_shape: Sequence[int] | None = None):
   if _leaf_shapes(variables) == _leaf_shapes(base_shapes):
     raise ValueError('drop: the variables are not expanded: they already have the base '
                      "model's widths. Pass the variables of the expanded model.")
-  _check_shapes_equal(variables, variable_shapes(model, image_shape),
+  check_shapes(variables, variable_shapes(model, image_shape),
                       'drop: variables do not match the expanded model')
   return prune_to(variables, base_shapes)

@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ['--config.data.image_size=16', '--config.data.num_train=256',
         '--config.data.num_test=64', '--config.num_corrupted=32', '--config.train.steps=8',
         '--config.train.batch_size=32', '--config.train.checkpoint_every=4',
-        '--config.eval_batch_size=64']
+        '--config.eval_batch_size=64', '--config.method=no_ul']
 
 
 def _launch(workdir, *overrides, config='configs/quickstart.py', wait=True):
@@ -56,15 +56,17 @@ def _final_params(workdir) -> dict:
 
 
 def test_quickstart_smoke_run_writes_every_record(tmp_path):
-  result = _launch(tmp_path, *TINY)
+  result = _launch(tmp_path, *TINY, '--config.method=rem', '--config.methods.rem.epochs=1',
+                   '--config.methods.rem.eval_batch_size=64')
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Healed' in result.stdout and 'after no_ul' in result.stdout
+  assert 'Healed' in result.stdout and 'after rem' in result.stdout
   record = json.loads((tmp_path / 'results.json').read_text())
   assert record['train'] == {**record['train'], 'steps': 8, 'resumed_from': 0, 'steps_run': 8}
   for phase in ('before', 'after'):
     assert 0.0 <= record[phase]['healed'] <= 1.0 and 0.0 <= record[phase]['utility'] <= 1.0
     assert 'poison_success_test' in record[phase]
-  assert record['after'] == record['before']  # no_ul changes nothing.
+  assert record['method']['steps'] == 256 // 32  # One REM epoch of D_tr.
+  assert record['model'] == {**record['model'], 'mask_size': 0}  # θo2 was dropped.
   ids = json.loads((tmp_path / 'corruption.json').read_text())
   assert len(ids['corrupted_ids']) == 32
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
@@ -104,7 +106,8 @@ def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
 
 @pytest.mark.parametrize('override, message', [
     ('--config.method=rem_typo', "method='rem_typo' is not a registered method; allowed: "
-                                 "['no_ul']"),
+                                 "['no_ul', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
+                                 "'rem_no_remove']"),
     ('--config.dataset=mnist', "dataset='mnist' is unknown; allowed: ['cifar10',"),
     ('--config.task=label_noise', "task='label_noise' is unknown; allowed: "
                                   "['random_label_swap', 'inter_class_confusion', "

@@ -20,6 +20,7 @@ def test_no_ul_returns_the_trained_model_unchanged():
 
 
 def test_unknown_method_names_the_registered_ones():
-  with pytest.raises(ValueError, match=r"method='rem' is not a registered method; allowed: "
-                     r"\['no_ul'\]"):
-    methods.get_method('rem')
+  with pytest.raises(ValueError, match=r"method='scrub' is not a registered method; allowed: "
+                     r"\['no_ul', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
+                     r"'rem_no_remove'\]"):
+    methods.get_method('scrub')

@@ -275,3 +275,11 @@ def test_bad_forget_sets(poisoned, forget_ids, message):
 def test_rem_etd_needs_an_etd_base(poisoned):
   with pytest.raises(ValueError, match="set base='etd'"):
     _rem(poisoned, variant='rem_etd')
+
+
+@pytest.mark.parametrize('settings', [{'forget_masks': 'own'}, {'expansion': 0.0}])
+def test_ablation_settings_run_and_return_the_original_architecture(poisoned, settings):
+  result = _rem(poisoned, epochs=1, **settings)
+  assert result.model == poisoned.model
+  chex.assert_trees_all_equal_shapes(result.variables, poisoned.variables)
+  assert result.record['mask_size'] == (0 if settings.get('expansion') == 0 else 36)

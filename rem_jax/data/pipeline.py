@@ -197,7 +197,8 @@ class Views:
     train: D_tr with the corrupted labels (poison: D_c triggered).
     forget: D_f ⊆ D_c, corrupted labels, triggered for poison.
     retain: D_r = D_tr \\ D_f, corrupted labels (holds the undiscovered corrupted examples).
-    corrupted: D_c with the clean labels, triggered for poison (what Healed measures).
+    corrupted: D_c with the clean labels, triggered for poison (what Healed measures); None
+      for a practitioner, who does not know D_c (`make_practitioner_views`).
     test: the clean test set.
     test_triggered: poison only (else None): test examples outside the target class, triggered,
       with their clean labels.
@@ -205,7 +206,7 @@ class Views:
   train: View
   forget: View
   retain: View
-  corrupted: View
+  corrupted: View | None
   test: View
   test_triggered: View | None
 
@@ -248,3 +249,29 @@ def make_views(splits: Splits, record: corruptions.CorruptionRecord, forget_ids,
                      triggered[record.corrupted_ids]),
       test=test_view,
       test_triggered=test_triggered)
+
+
+def make_practitioner_views(splits: Splits, forget_ids, images: Mapping[str, jax.Array],
+                            corruption: corruptions.CorruptionRecord | None = None) -> Views:
+  """The views of a practitioner's unlearning run: D_c is unknown, D_f is what they found.
+
+  The training data is taken as given: its labels are the (possibly corrupted) ones, and a
+  poisoned image carries its trigger in the pixels. `corruption` re-creates a benchmark's
+  corrupted training set from clean data (labels and triggers); the views still hide D_c.
+  """
+  train, test = splits.train, splits.test
+  forget_ids = corruptions.check_forget_ids(forget_ids, train.num_examples)
+  labels = train.labels.astype(np.int32)
+  triggered = np.zeros(train.num_examples, bool)
+  if corruption is not None:
+    labels = corruption.corrupt_labels(labels)
+    triggered[corruption.corrupted_ids] = corruption.triggered
+  train_view = View(images['train'], train.ids, labels, triggered)
+  forgotten = np.zeros(train.num_examples, bool)
+  forgotten[forget_ids] = True
+  return Views(
+      train=train_view, forget=train_view.subset(forgotten), retain=train_view.subset(~forgotten),
+      corrupted=None,
+      test=View(images['test'], test.ids, test.labels.astype(np.int32),
+                np.zeros(test.num_examples, bool)),
+      test_triggered=None)

@@ -39,15 +39,16 @@ class Task:
 
   Attributes:
     views: D_tr, D_f, D_r, D_c, test views (see `rem_jax.data.pipeline.Views`).
-    record: the corruption record (what is corrupted; the methods use only what a practitioner
-      knows, i.e. `forget_ids`, except the IDEAL variants).
+    record: the corruption record in the benchmark (the methods use only what a practitioner
+      knows, i.e. `forget_ids`, except the IDEAL variants and diagnostics); None for a
+      practitioner's run, where D_c is unknown.
     forget_ids: D_f, sorted dataset ids.
     mesh: the device mesh.
     batch_size: the training batch size of the recipe.
     seed: fixes the method's own randomness (data order, augmentation).
   """
   views: pipeline.Views
-  record: corruptions.CorruptionRecord
+  record: corruptions.CorruptionRecord | None
   forget_ids: np.ndarray
   mesh: Any
   batch_size: int

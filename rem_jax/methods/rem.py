@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 import optax
 
@@ -53,6 +54,7 @@ from rem_jax.methods import common
 VARIANTS = ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove')
 REMOVE_REFERENCES = ('drop', 'mask')
 REMOVE_REDUCTIONS = ('batch', 'forget')
+FORGET_MASKS = ('shared', 'own')
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -67,10 +69,14 @@ def default_config() -> ml_collections.ConfigDict:
   config.schedule = 'constant'
   config.epochs = 10
   config.max_flush_epochs = 100
-  # Extra units for a plain base, as a fraction of the full widths; 0 means the default:
-  # 1 - capacity (fill up to the full width), or 0.5 on a capacity-1.0 base.
-  config.expansion = 0.0
+  # Extra units for a plain base, as a fraction of the full widths. Unset: 1 - capacity (fill up
+  # to the full width), or 0.5 on a capacity-1.0 base. 0: no expansion (an ablation, and the
+  # paper's Table 4 row): the redirect term then runs in drop mode, with nowhere to redirect to.
+  config.expansion = config_dict.placeholder(float)
   config.p_mem = 0.2
+  # 'shared': D_f examples share one forget mask (REM). 'own': they keep their own masks (an
+  # ablation: without the shared mask, nothing gathers the corrupted behaviour in one place).
+  config.forget_masks = 'shared'
   config.remove_reference = 'drop'
   config.remove_reduction = 'batch'
   config.eval_batch_size = 512
@@ -86,9 +92,12 @@ def _settings(config) -> ml_collections.ConfigDict:
   common.check_beta(settings.beta)
   common.check_gamma(settings.gamma)
   for name, allowed in (('remove_reference', REMOVE_REFERENCES),
-                        ('remove_reduction', REMOVE_REDUCTIONS)):
+                        ('remove_reduction', REMOVE_REDUCTIONS),
+                        ('forget_masks', FORGET_MASKS)):
     if settings[name] not in allowed:
       raise ValueError(f'{name}={settings[name]!r} is not supported; allowed: {list(allowed)}.')
+  if settings.expansion is not None and settings.expansion < 0:
+    raise ValueError(f'expansion={settings.expansion} must be >= 0 (or unset for the default).')
   if settings.epochs <= 0 or settings.max_flush_epochs < 0:
     raise ValueError('epochs must be > 0 and max_flush_epochs >= 0.')
   return settings
@@ -102,10 +111,15 @@ def default_expansion(capacity: float) -> float:
   return 1.0 - capacity if capacity < 1.0 else 0.5
 
 
-def removal_ids(variant: str, forget_ids, record: corruptions.CorruptionRecord):
+def removal_ids(variant: str, forget_ids, record: corruptions.CorruptionRecord | None):
   """The ids that get the shared mask and the removal term: D_f, or all of D_c for IDEAL (an
   upper bound that uses knowledge a practitioner does not have)."""
-  return record.corrupted_ids if variant == 'rem_ideal' else forget_ids
+  if variant != 'rem_ideal':
+    return forget_ids
+  if record is None:
+    raise ValueError("method 'rem_ideal' needs the corrupted ids (D_c), which only the benchmark "
+                     'knows; use rem.')
+  return record.corrupted_ids
 
 
 def membership(num_examples: int, ids) -> jax.Array:
@@ -330,15 +344,19 @@ def _expanded_start(original: base.TrainedModel, settings, task: base.Task, vari
     return original.model, original.variables, original.mask_config
   if variant == 'rem_etd':
     raise ValueError("method 'rem_etd' runs REM on an ETD-trained base; set base='etd'.")
-  amount = settings.expansion or default_expansion(original.model.capacity)
+  mask_config = masks.MaskConfig(mask_seed=task.seed, p_mem=settings.p_mem)
+  if settings.expansion == 0:
+    return original.model, original.variables, mask_config
+  amount = (default_expansion(original.model.capacity) if settings.expansion is None else
+            settings.expansion)
   model = original.model.clone(expansion=amount)
   if model.mask_size == 0:
     raise ValueError(f'REM needs extra units: the base has none and expansion={amount} adds '
-                     'none at these widths; raise expansion.')
+                     'none at these widths; raise expansion (or set 0 to run without).')
   variables = expansion.expand(original.variables, model,
                                jax.random.fold_in(jax.random.key(task.seed), 0),
                                image_shape=task.views.train.images.shape[1:])
-  return model, variables, masks.MaskConfig(mask_seed=task.seed, p_mem=settings.p_mem)
+  return model, variables, mask_config
 
 
 def rem(original: base.TrainedModel, task: base.Task, config,
@@ -364,12 +382,14 @@ def rem(original: base.TrainedModel, task: base.Task, config,
           settings.schedule, settings.epochs * steps_per_epoch),
       remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
       redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
-  # One membership serves both the shared mask and the removal term: D_f, or D_c for IDEAL.
+  # Who gets the removal term and the shared mask: D_f, or D_c for IDEAL.
   in_forget = sharding.replicate(membership(
       num_examples, removal_ids(variant, forget_ids, task.record)), mesh)
-  in_shared = in_forget
+  in_shared = (in_forget if settings.forget_masks == 'shared' else
+               sharding.replicate(jnp.zeros(num_examples, bool), mesh))
   eval_batch = common.round_to_devices(settings.eval_batch_size, mesh)
-  if original.mask_config is None and variables.get('batch_stats'):
+  expanded_here = original.mask_config is None and model.mask_size > 0
+  if expanded_here and variables.get('batch_stats'):
     exact = exact_batch_stats(model, variables, views.train,
                               lambda ids: setup.masks(ids, in_shared[ids]), mesh, eval_batch)
     variables = {**variables, 'batch_stats': split_batch_stats(
@@ -385,9 +405,10 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   accuracy = common.Accuracy(model, mesh, eval_batch)
   shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config)
   # Flush batches: a size fixed by |D_c| (not |D_f|), so every discovery rate shares a compile.
-  flush_batch = common.shared_batch_size(task.batch_size, task.record.num_corrupted, mesh)
-  corrupted_view = views.train.subset(np.searchsorted(views.train.ids,
-                                                      task.record.corrupted_ids))
+  # A practitioner does not know D_c: there, D_f sets the size and stands in for the dynamics.
+  known = task.record.corrupted_ids if task.record is not None else forget_ids
+  flush_batch = common.shared_batch_size(task.batch_size, len(known), mesh)
+  corrupted_view = views.train.subset(np.searchsorted(views.train.ids, known))
 
   images = views.train.images
   best = common.BestIteration()
@@ -421,14 +442,16 @@ def rem(original: base.TrainedModel, task: base.Task, config,
         'iteration': iteration, 'flush_epochs': len(flush_trace) - 1,
         'flush_forget_accuracy': flush_trace, 'proxy': score,
         'retain_accuracy': retain_accuracy, 'forget_accuracy': forget_accuracy,
-        # Dynamics (Fig. 5): D_c vs its corrupted labels, extra units off / shared mask on.
+        # Dynamics (Fig. 5): D_c (else D_f) vs its corrupted labels, extra units off / shared
+        # mask on.
         'corrupted_accuracy_drop': watch.evaluating(accuracy, current, corrupted_view),
         'corrupted_accuracy_shared_mask': float(correct) / float(count),
     })
     best.offer(iteration, score, current)
 
   # 4. Drop θo2 from the selected iteration's variables.
-  final = expansion.drop(best.variables, model, image_shape=image_shape)
+  final = (expansion.drop(best.variables, model, image_shape=image_shape) if model.mask_size
+           else best.variables)
   record = {'steps': repair_steps, 'flush_steps': flush_steps, 'epochs': settings.epochs,
             'best_iteration': best.iteration, 'iterations': iterations,
             'mask_size': model.mask_size, **watch.record()}
