@@ -71,6 +71,9 @@ def test_quickstart_smoke_run_writes_every_record(tmp_path):
   assert len(ids['corrupted_ids']) == 32
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [l['step'] for l in lines if l['phase'] == 'train'] == [4, 8]
+  # REM's dynamics: one line per iteration, and the plot.
+  assert [l['iteration'] for l in lines if l['phase'] == 'unlearn'] == [1]
+  assert (tmp_path / 'dynamics.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert json.loads((tmp_path / 'config.json').read_text())['train']['steps'] == 8
 
 

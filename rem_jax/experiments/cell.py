@@ -27,11 +27,13 @@ from rem_jax import trainer
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 from rem_jax.data import sources
+from rem_jax.experiments import plots
 from rem_jax.models import build_model, describe, init_variables
 
 BASES = ('plain', 'etd')
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
+DYNAMICS_FILE = 'dynamics.png'
 TOP_LEVEL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair',
                     'discovery_rate', 'method', 'methods', 'base', 'p_mem', 'model', 'train',
                     'eval_batch_size')
@@ -132,6 +134,12 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
   jax.block_until_ready(unlearned.variables)
   method_wall = time.perf_counter() - began
   after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
+  iterations = unlearned.record.get('iterations', [])
+  for entry in iterations:
+    metrics_log.append({'phase': 'unlearn', **entry})
+  if iterations and 'corrupted_accuracy_shared_mask' in iterations[0]:
+    plots.plot_dynamics(iterations, workdir / DYNAMICS_FILE,
+                        title=f'{config.method}: {config.task}, discovery {config.discovery_rate}')
   metrics_log.append({'phase': 'after', **after})
   logging.info('After %s: %s', config.method, _summary(after))
 
