@@ -19,6 +19,7 @@ def write_atomic(path, write: Callable[[BinaryIO], object]) -> None:
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
   try:
     with os.fdopen(fd, 'wb') as f:
+      os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide results from other users.
       write(f)
       f.flush()
       os.fsync(f.fileno())
