@@ -24,9 +24,6 @@ from rem_jax import sharding
 from rem_jax import training
 from rem_jax.data import pipeline
 
-SCHEDULES = ('warmup_linear_decay', 'constant')
-
-
 # Raised on a NaN or infinite loss; the last good checkpoint is kept.
 NonFiniteLossError = training.NonFiniteLossError
 
@@ -55,15 +52,13 @@ class Recipe:
   checkpoint_every: int = 500
 
   def __post_init__(self):
-    if self.schedule not in SCHEDULES:
-      raise ValueError(f'train.schedule={self.schedule!r} is not supported; allowed: '
-                       f'{list(SCHEDULES)}.')
     for name in ('steps', 'batch_size', 'checkpoint_every'):
       if getattr(self, name) <= 0:
         raise ValueError(f'train.{name}={getattr(self, name)} must be positive.')
-    if self.learning_rate <= 0:
-      raise ValueError(f'train.learning_rate={self.learning_rate} must be positive.')
-    training.make_optimizer(self.optimizer, 0.1)  # Validates the name.
+    try:
+      self.optimizer_settings()  # Validates optimizer, schedule and learning rate.
+    except ValueError as error:
+      raise ValueError(f'train.{error}') from None
 
   @classmethod
   def from_config(cls, config) -> 'Recipe':
@@ -75,13 +70,12 @@ class Recipe:
                        f'{sorted(f.name for f in dataclasses.fields(cls))}.')
     return cls(**fields)
 
+  def optimizer_settings(self) -> training.OptimizerSettings:
+    return training.OptimizerSettings(self.optimizer, self.learning_rate, self.momentum,
+                                      self.weight_decay, self.schedule, self.steps)
+
   def make_optimizer(self):
-    if self.schedule == 'constant':
-      learning_rate = self.learning_rate
-    else:
-      learning_rate = training.warmup_linear_decay(self.learning_rate, self.steps)
-    return training.make_optimizer(self.optimizer, learning_rate, momentum=self.momentum,
-                                   weight_decay=self.weight_decay)
+    return self.optimizer_settings().build()
 
 
 def epoch_positions(num_examples: int, batch_size: int, data_key, epoch: int) -> np.ndarray:

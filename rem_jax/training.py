@@ -30,6 +30,7 @@ from rem_jax import sharding
 from rem_jax.data import pipeline
 
 OPTIMIZERS = ('sgd', 'adam')
+SCHEDULES = ('warmup_linear_decay', 'constant')
 
 
 class NonFiniteLossError(RuntimeError):
@@ -81,6 +82,37 @@ def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
   else:
     update = optax.adam(learning_rate)
   return optax.chain(optax.add_decayed_weights(weight_decay), update)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+  """A method's optimizer as plain values: hashable, so compiled steps that build the optimizer
+  from it are shared by every run with the same settings (every discovery rate, every seed).
+
+  `schedule='warmup_linear_decay'` is the §6 schedule over `total_steps` (the ResNet-9 recipe,
+  CF's); 'constant' keeps the learning rate fixed (the ViT recipe, REM's, NPO's).
+  """
+  optimizer: str
+  learning_rate: float
+  momentum: float = 0.9
+  weight_decay: float = 5e-4
+  schedule: str = 'constant'
+  total_steps: int = 1
+
+  def __post_init__(self):
+    if self.schedule not in SCHEDULES:
+      raise ValueError(f'schedule={self.schedule!r} is not supported; allowed: '
+                       f'{list(SCHEDULES)}.')
+    if not self.learning_rate > 0:
+      raise ValueError(f'learning_rate={self.learning_rate!r} must be > 0.')
+    self.build()  # Validates the optimizer's name.
+
+  def build(self):
+    learning_rate = self.learning_rate
+    if self.schedule == 'warmup_linear_decay':
+      learning_rate = warmup_linear_decay(learning_rate, max(self.total_steps, 1))
+    return make_optimizer(self.optimizer, learning_rate, momentum=self.momentum,
+                                   weight_decay=self.weight_decay)
 
 
 def create_train_state(variables: dict, optimizer: optax.GradientTransformation, key) -> dict:

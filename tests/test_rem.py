@@ -207,7 +207,7 @@ def test_mechanism_only_the_shared_masks_active_extra_units_learn(poisoned):
   model = poisoned.model.clone(expansion=0.5)
   setup = rem_module.Setup(
       model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
-      optimizer=common.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
+      optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
   forget = poisoned.record.forget_ids_at(RATE)[:8]
   variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)
   reference = jax.tree.map(jnp.copy, variables)
@@ -229,7 +229,7 @@ def test_mechanism_the_removal_term_reaches_only_theta_o1(poisoned):
   # Redirect restricted to D_r and every example in D_f: the loss is the removal term alone.
   setup = rem_module.Setup(
       model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
-      optimizer=common.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
+      optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
       redirect_into_extra=False)
   forget = poisoned.record.forget_ids_at(RATE)[:8]
   variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)

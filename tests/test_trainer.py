@@ -74,7 +74,7 @@ def test_epoch_positions_cover_each_epoch_and_depend_on_the_epoch():
     ({'schedule': 'cosine'}, r"train.schedule='cosine' is not supported; allowed: "
                              r"\['warmup_linear_decay', 'constant'\]"),
     ({'steps': 0}, 'train.steps=0 must be positive'),
-    ({'learning_rate': -1.0}, 'train.learning_rate=-1.0 must be positive'),
+    ({'learning_rate': -1.0}, 'train.learning_rate=-1.0 must be > 0'),
     ({'optimizer': 'lamb'}, "optimizer='lamb' is not supported"),
     ({'epochs': 3}, r"train fields \['epochs'\] are unknown"),
 ])

@@ -18,9 +18,6 @@ from rem_jax import sharding
 from rem_jax import training
 from rem_jax.data import pipeline
 
-SCHEDULES = ('constant', 'warmup_linear_decay')
-
-
 def check_gamma(gamma: float) -> float:
   if not 0.0 < gamma < 1.0:
     raise ValueError(f'gamma={gamma!r} must lie in (0, 1): it is the forget-set accuracy below '
@@ -32,37 +29,6 @@ def check_beta(beta: float) -> float:
   if not beta > 0:
     raise ValueError(f'beta={beta!r} must be > 0.')
   return beta
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerSettings:
-  """A method's optimizer as plain values: hashable, so compiled steps that build the optimizer
-  from it are shared by every run with the same settings (every discovery rate, every seed).
-
-  `schedule='warmup_linear_decay'` is the §6 schedule over `total_steps` (CF's); 'constant'
-  keeps the learning rate fixed (REM's, NPO's).
-  """
-  optimizer: str
-  learning_rate: float
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  schedule: str = 'constant'
-  total_steps: int = 1
-
-  def __post_init__(self):
-    if self.schedule not in SCHEDULES:
-      raise ValueError(f'schedule={self.schedule!r} is not supported; allowed: '
-                       f'{list(SCHEDULES)}.')
-    if not self.learning_rate > 0:
-      raise ValueError(f'learning_rate={self.learning_rate!r} must be > 0.')
-    self.build()  # Validates the optimizer's name.
-
-  def build(self):
-    learning_rate = self.learning_rate
-    if self.schedule == 'warmup_linear_decay':
-      learning_rate = training.warmup_linear_decay(learning_rate, max(self.total_steps, 1))
-    return training.make_optimizer(self.optimizer, learning_rate, momentum=self.momentum,
-                                   weight_decay=self.weight_decay)
 
 
 def round_to_devices(batch_size: int, mesh) -> int:

@@ -219,7 +219,7 @@ class Setup:
   shared by every run with equal settings (one compile for all discovery rates and seeds)."""
   model: object
   mask_config: masks.MaskConfig
-  optimizer: common.OptimizerSettings
+  optimizer: training.OptimizerSettings
   image_shape: tuple[int, ...]
   beta: float = 1.0
   remove_reference: str = 'drop'
@@ -377,7 +377,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   model, variables, mask_config = _expanded_start(original, settings, task, variant)
   setup = Setup(
       model=model, mask_config=mask_config, image_shape=image_shape, beta=settings.beta,
-      optimizer=common.OptimizerSettings(
+      optimizer=training.OptimizerSettings(
           settings.optimizer, settings.learning_rate, settings.momentum, settings.weight_decay,
           settings.schedule, settings.epochs * steps_per_epoch),
       remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
