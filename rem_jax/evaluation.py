@@ -43,7 +43,8 @@ class Evaluator:
     """Healed, Utility, Healed x Utility and the secondary metrics, as floats in [0, 1]."""
     views, record = self.views, self.record
     on = lambda view: (self.predictions(variables, view), view.labels)
-    healed = metrics.healed(*on(views.corrupted))
+    corrupted_predictions, clean_labels = on(views.corrupted)
+    healed = metrics.healed(corrupted_predictions, clean_labels)
     test_predictions, test_labels = on(views.test)
     utility = metrics.utility(test_predictions, test_labels)
     result = {
@@ -54,12 +55,12 @@ class Evaluator:
         'retain_accuracy': metrics.accuracy(*on(views.retain)),
     }
     if record.task == 'poison_trigger':
-      triggered_predictions, clean_labels = on(views.test_triggered)
-      result['healed_test'] = metrics.accuracy(triggered_predictions, clean_labels)
+      triggered_predictions, triggered_labels = on(views.test_triggered)
+      result['healed_test'] = metrics.accuracy(triggered_predictions, triggered_labels)
       result['poison_success_test'] = metrics.poison_success(
-          triggered_predictions, clean_labels, target=record.poison_target)
+          triggered_predictions, triggered_labels, target=record.poison_target)
       result['poison_success_corrupted'] = metrics.poison_success(
-          *on(views.corrupted), target=record.poison_target)
+          corrupted_predictions, clean_labels, target=record.poison_target)
     elif record.task == 'inter_class_confusion':
       pair = record.class_pair
       result['healed_test'] = metrics.class_accuracy(test_predictions, test_labels, pair)
