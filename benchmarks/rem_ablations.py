@@ -18,10 +18,8 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from rem_jax import evaluation, files, methods, sharding, trainer
-from rem_jax.data import corruptions, pipeline
+from rem_jax import evaluation, files, methods, sharding
 from rem_jax.experiments import cell
-from rem_jax.models import init_variables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/quickstart.py', 'Cell config.')
 _EPOCHS = flags.DEFINE_integer('epochs', 10, 'REM epochs for every variant.')
@@ -40,27 +38,16 @@ def main(argv):
   del argv
   config = _CONFIG.value
   mesh = sharding.make_mesh()
-  splits = cell.load_splits(config)
-  record = corruptions.corrupt(
-      splits.train.labels, task=config.task, seed=config.seed,
-      num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
-      class_pair=tuple(config.class_pair), rates=[config.discovery_rate])
-  forget_ids = record.forget_ids_at(config.discovery_rate)
-  views = pipeline.make_views(splits, record, forget_ids, pipeline.put_images(splits, mesh))
-  model, mask_config = cell.original_model(config)
-  recipe = trainer.Recipe.from_config(config.train)
-  trained, train_record = trainer.train(
-      model, init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
-                            splits.train.images.shape[1:]),
-      views.train, recipe, mesh=mesh, seed=config.seed, mask_config=mask_config)
-  evaluate = evaluation.Evaluator(model, views, record, mesh, config.eval_batch_size)
+  prepared = cell.prepare(config, mesh)
+  model, trained = prepared.original.model, prepared.original.variables
+  evaluate = evaluation.Evaluator(model, prepared.views, prepared.record, mesh,
+                                  config.eval_batch_size)
   rows = {'no_ul': {'metrics': evaluate(trained), 'record': {}}}
-  task = methods.Task(views, record, forget_ids, mesh, recipe.batch_size, config.seed)
+  task = prepared.task(mesh, config.seed)
   for label, (name, overrides) in VARIANTS.items():
     print(f'running {label} ...', file=sys.stderr, flush=True)
     settings = {**config.methods[name].to_dict(), 'epochs': _EPOCHS.value, **overrides}
-    result = methods.get_method(name)(methods.TrainedModel(model, trained, mask_config), task,
-                                      settings)
+    result = methods.get_method(name)(prepared.original, task, settings)
     rows[label] = {'metrics': evaluate(result.variables), 'record': result.record}
 
   print(f'{"method":<26} {"Healed":>7} {"Utility":>7} {"HxU":>7}  dynamics per iteration '
@@ -74,7 +61,8 @@ def main(argv):
           f'{dynamics}')
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
       'command': ' '.join(['python'] + sys.argv), 'config': config.to_dict(),
-      'device': str(jax.devices()[0].device_kind), 'train': train_record, 'results': rows})
+      'device': str(jax.devices()[0].device_kind), 'train': prepared.train_record,
+      'results': rows})
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ overridden: `--config.seed=1 --config.task=random_label_swap --config.method=no_
 import ml_collections
 from ml_collections import config_dict
 
-from rem_jax.methods import rem
+from rem_jax import methods
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,13 +30,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_corrupted = 250               # |D_c| (the paper: 1000 of CIFAR-10's 50,000).
   config.class_pair = (3, 5)               # inter_class_confusion only.
   config.discovery_rate = 0.5              # |D_f| / |D_c|, in (0, 1].
-  config.method = 'rem'                    # no_ul | rem | rem_etd | rem_ideal | rem_no_redirect | rem_no_remove
-  config.methods = ml_collections.ConfigDict()  # One section per method, by name.
-  config.methods.no_ul = ml_collections.ConfigDict()
-  for name in ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove'):
-    config.methods[name] = rem.default_config()
-    config.methods[name].learning_rate = 0.01
-    config.methods[name].eval_batch_size = 256
+  config.method = 'rem'                    # Any of rem_jax.methods.METHODS (listed below).
+  config.methods = ml_collections.ConfigDict()  # One section per method, by name: its defaults.
+  for name in sorted(methods.METHODS):     # no_ul etd retrain cf ascent npo scrub bad_teacher
+    config.methods[name] = methods.default_config(name)  # potion rem (+ its variants)
+    if 'eval_batch_size' in config.methods[name]:
+      config.methods[name].eval_batch_size = 256
+    if name.startswith('rem'):
+      config.methods[name].learning_rate = 0.01  # This small model heals faster at 2x REM's.
 
   config.base = 'plain'                    # plain | etd (extra units + per-example masks).
   config.p_mem = 0.2                       # ETD / REM mask keep probability.

@@ -37,28 +37,40 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss."""
 
 
-def warmup_linear_decay(peak_lr: float, total_steps: int, *, warmup_fraction: float = 0.01,
+def warmup_steps(total_steps: int, warmup_fraction: float = 0.01) -> int:
+  """W = max(1, round(warmup_fraction * total_steps)), computed on the host (Python's round)."""
+  if total_steps <= 0:
+    raise ValueError(f'total_steps={total_steps} must be positive.')
+  return max(1, round(warmup_fraction * total_steps))
+
+
+def warmup_linear_decay(peak_lr: float, total_steps, *, warmup: int | None = None,
                         start_divisor: float = 41.0, decay_horizon: float = 1.25):
   """The ResNet-9 schedule of SPEC §6, as an optax schedule of the 0-based step t.
 
-  With W = max(1, round(warmup_fraction * total_steps)) warm-up steps:
+  With W = `warmup` (default `warmup_steps(total_steps)`, 1 % of the steps):
 
     lr(t) = peak/d + (peak - peak/d) * t / W           for t < W   (d = start_divisor)
     lr(t) = peak * (1 - (t - W) / (h * total_steps))   for t >= W  (h = decay_horizon)
 
   For peak 0.025 over 4000 steps: lr(0) = 0.025/41, lr(40) = 0.025, lr(3999) ≈ 0.0052 (21 % of
   the peak; the decay is stretched over 1.25x the run so it never reaches 0).
+
+  `total_steps` and `warmup` may be device values (a method whose step count depends on the
+  forget set keeps them in its train state, so every discovery rate shares one compiled step);
+  then `warmup` must be given.
   """
-  if total_steps <= 0:
-    raise ValueError(f'total_steps={total_steps} must be positive.')
-  warmup = max(1, round(warmup_fraction * total_steps))
+  if warmup is None:
+    warmup = warmup_steps(total_steps)
   start = peak_lr / start_divisor
 
   def schedule(step):
     t = jnp.asarray(step, jnp.float32)
-    rising = start + (peak_lr - start) * t / warmup
-    falling = peak_lr * (1.0 - (t - warmup) / (decay_horizon * total_steps))
-    return jnp.where(t < warmup, rising, falling)
+    total = jnp.asarray(total_steps, jnp.float32)
+    width = jnp.asarray(warmup, jnp.float32)
+    rising = start + (peak_lr - start) * t / width
+    falling = peak_lr * (1.0 - (t - width) / (decay_horizon * total))
+    return jnp.where(t < width, rising, falling)
 
   return schedule
 
@@ -90,7 +102,9 @@ class OptimizerSettings:
   from it are shared by every run with the same settings (every discovery rate, every seed).
 
   `schedule='warmup_linear_decay'` is the §6 schedule over `total_steps` (the ResNet-9 recipe,
-  CF's); 'constant' keeps the learning rate fixed (the ViT recipe, REM's, NPO's).
+  CF's); 'constant' keeps the learning rate fixed (the ViT recipe, REM's, NPO's). The unlearning
+  methods pass the schedule's length at build time instead (`schedule_lengths`), from their
+  train state: a method's step count depends on |D_f|, its compiled step must not.
   """
   optimizer: str
   learning_rate: float
@@ -107,12 +121,21 @@ class OptimizerSettings:
       raise ValueError(f'learning_rate={self.learning_rate!r} must be > 0.')
     self.build()  # Validates the optimizer's name.
 
-  def build(self):
+  def build(self, schedule_lengths: dict | None = None):
+    """The optax optimizer; `schedule_lengths` ({'total_steps', 'warmup'}, possibly device
+    values, see `schedule_lengths`) overrides `total_steps`."""
     learning_rate = self.learning_rate
     if self.schedule == 'warmup_linear_decay':
-      learning_rate = warmup_linear_decay(learning_rate, max(self.total_steps, 1))
+      lengths = schedule_lengths or {'total_steps': max(self.total_steps, 1)}
+      learning_rate = warmup_linear_decay(learning_rate, **lengths)
     return make_optimizer(self.optimizer, learning_rate, momentum=self.momentum,
-                                   weight_decay=self.weight_decay)
+                          weight_decay=self.weight_decay)
+
+
+def schedule_lengths(total_steps: int) -> dict:
+  """{'total_steps', 'warmup'} as int32 device scalars, for `OptimizerSettings.build`."""
+  return {'total_steps': jnp.asarray(total_steps, jnp.int32),
+          'warmup': jnp.asarray(warmup_steps(total_steps), jnp.int32)}
 
 
 def create_train_state(variables: dict, optimizer: optax.GradientTransformation, key) -> dict:

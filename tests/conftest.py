@@ -16,3 +16,12 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import jax  # pylint: disable=g-import-not-at-top,unused-import  (reads the variables above)
+
+import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+
+@pytest.fixture(scope='session')
+def poisoned():
+  """A tiny ResNet-9 trained once per session on a poisoned task (see tests/poisoned.py)."""
+  from tests import poisoned as poisoned_module  # pylint: disable=g-import-not-at-top
+  return poisoned_module.train_poisoned()

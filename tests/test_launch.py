@@ -109,8 +109,9 @@ def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
 
 @pytest.mark.parametrize('override, message', [
     ('--config.method=rem_typo', "method='rem_typo' is not a registered method; allowed: "
-                                 "['no_ul', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
-                                 "'rem_no_remove']"),
+                                 "['ascent', 'bad_teacher', 'cf', 'etd', 'no_ul', 'npo', "
+                                 "'potion', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
+                                 "'rem_no_remove', 'retrain', 'scrub']"),
     ('--config.dataset=mnist', "dataset='mnist' is unknown; allowed: ['cifar10',"),
     ('--config.task=label_noise', "task='label_noise' is unknown; allowed: "
                                   "['random_label_swap', 'inter_class_confusion', "

@@ -20,7 +20,18 @@ def test_no_ul_returns_the_trained_model_unchanged():
 
 
 def test_unknown_method_names_the_registered_ones():
-  with pytest.raises(ValueError, match=r"method='scrub' is not a registered method; allowed: "
-                     r"\['no_ul', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
-                     r"'rem_no_remove'\]"):
-    methods.get_method('scrub')
+  with pytest.raises(ValueError, match=r"method='sscrub' is not a registered method; allowed: "
+                     r"\['ascent', 'bad_teacher', 'cf', 'etd', 'no_ul', 'npo', 'potion', 'rem', "
+                     r"'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove', 'retrain', "
+                     r"'scrub'\]"):
+    methods.get_method('sscrub')
+  with pytest.raises(ValueError, match=r"method='sscrub' is not a registered method"):
+    methods.default_config('sscrub')
+
+
+def test_every_method_documents_its_source_loss_stop_rule_and_defaults():
+  for name in methods.METHODS:
+    module = methods._MODULES[name]  # pylint: disable=protected-access
+    for heading in ('Source:', 'Loss', 'Stop rule', 'Defaults'):
+      assert heading in module.__doc__, (name, heading)
+    assert methods.default_config(name) is not methods.default_config(name)  # Fresh copies.

@@ -8,51 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import evaluation, expansion, losses, masks, sharding, trainer, training
-from rem_jax.data import corruptions, pipeline, sources
+from rem_jax import expansion, losses, masks, training
+from rem_jax.data import pipeline
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import rem as rem_module
-from rem_jax.models import init_variables
-from tests import tiny
-
-RATE = 0.5
-BATCH = 64
-
-
-@dataclasses.dataclass
-class Poisoned:
-  model: object
-  variables: dict
-  splits: sources.Splits
-  record: corruptions.CorruptionRecord
-  mesh: object
-  images: dict
-
-  def task(self, rate=RATE, seed=0):
-    forget_ids = self.record.forget_ids_at(rate)
-    views = pipeline.make_views(self.splits, self.record, forget_ids, self.images)
-    return base.Task(views, self.record, forget_ids, self.mesh, BATCH, seed)
-
-  def evaluate(self, model, variables, rate=RATE):
-    task = self.task(rate)
-    return evaluation.Evaluator(model, task.views, self.record, self.mesh, 256)(variables)
-
-
-@pytest.fixture(scope='module')
-def poisoned():
-  """A width/8 capacity-0.5 ResNet-9 trained on 16x16 shapes with 64 of 1024 images poisoned."""
-  mesh = sharding.make_mesh()
-  splits = sources.load('shapes', image_size=16, num_train=1024, num_test=256, seed=0)
-  record = corruptions.corrupt(splits.train.labels, task='poison_trigger', seed=0,
-                               num_classes=10, num_corrupted=64, rates=[0.2, RATE, 1.0])
-  images = pipeline.put_images(splits, mesh)
-  views = pipeline.make_views(splits, record, record.forget_ids_at(RATE), images)
-  model = tiny.tiny_resnet(expansion=0.0)
-  recipe = trainer.Recipe(learning_rate=0.05, steps=320, batch_size=BATCH,
-                          checkpoint_every=320)
-  variables, _ = trainer.train(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
-                               views.train, recipe, mesh=mesh, seed=0)
-  return Poisoned(model, jax.device_get(variables), splits, record, mesh, images)
+from tests.poisoned import BATCH, RATE
 
 
 def _rem(poisoned, variant='rem', rate=RATE, **settings):
@@ -198,7 +158,7 @@ def _one_repair_step(poisoned, setup, ids):
   variables = expansion.expand(poisoned.variables, setup.model, jax.random.key(5),
                                image_shape=(16, 16, 3))
   state = training.create_train_state(variables, setup.optimizer.build(), jax.random.key(0))
-  in_forget = rem_module.membership(1024, task.forget_ids)
+  in_forget = common.membership(1024, task.forget_ids)
   batch = task.views.train.batch(np.searchsorted(task.views.train.ids, ids), poisoned.mesh)
   return variables, state, batch, in_forget
 

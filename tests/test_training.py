@@ -1,6 +1,5 @@
 """Training: schedule and optimizer literals, sharded steps, ETD masks, metrics."""
 
-import functools
 
 import chex
 import jax
@@ -50,6 +49,20 @@ def test_warmup_linear_decay_literals():
     np.testing.assert_allclose(schedule(step), expected, rtol=1e-5)
   # Short runs still warm up for one step.
   np.testing.assert_allclose(training.warmup_linear_decay(1.0, 10)(1), 1.0, rtol=1e-6)
+
+
+def test_schedule_lengths_on_the_device_match_the_static_schedule():
+  # Methods keep (total_steps, warmup) in their state: one compiled step for any length.
+  @jax.jit
+  def learning_rates(lengths):
+    return jax.vmap(training.warmup_linear_decay(0.025, **lengths))(jnp.arange(4001))
+
+  for total in (4000, 350, 10):
+    static = jax.vmap(training.warmup_linear_decay(0.025, total))(jnp.arange(4001))
+    np.testing.assert_allclose(learning_rates(training.schedule_lengths(total)), static,
+                               rtol=1e-5, atol=1e-8)
+  assert learning_rates._cache_size() == 1
+  assert training.warmup_steps(350) == 4 and training.warmup_steps(250) == 2  # Python's round.
 
 
 def test_sgd_and_adam_use_coupled_weight_decay():

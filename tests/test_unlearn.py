@@ -111,3 +111,21 @@ def test_missing_paths(trained, tmp_path):
     experiments.run(_config(trained, tmp_path / 'x', checkpoint=None), tmp_path / 'out')
   with pytest.raises(ValueError, match='is not a file'):
     experiments.run(_config(trained, tmp_path / 'missing.txt'), tmp_path / 'out2')
+
+
+def test_retrain_takes_the_recipe_of_the_checkpoints_workdir(trained, tmp_path):
+  _, ids = trained
+  ids_path = tmp_path / 'ids.txt'
+  ids_path.write_text('\n'.join(map(str, ids)))
+  recipe = unlearn.training_recipe(_config(trained, ids_path))
+  assert (recipe.steps, recipe.batch_size) == (24, 32)  # The trained cell's recipe.
+  result = experiments.run(_config(trained, ids_path, method='retrain'), tmp_path / 'out')
+  assert result['method']['steps'] == 24
+  # A bare .msgpack carries no recipe: Retrain says what it needs.
+  path = tmp_path / 'model.msgpack'
+  original = unlearn.load_trained(_config(trained, ids_path), (16, 16, 3))
+  path.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(original.variables)))
+  assert unlearn.training_recipe(_config(trained, ids_path, checkpoint=str(path))) is None
+  with pytest.raises(ValueError, match="'retrain' repeats the original training recipe"):
+    experiments.run(_config(trained, ids_path, method='retrain', checkpoint=str(path)),
+                    tmp_path / 'out2')

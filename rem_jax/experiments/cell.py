@@ -77,6 +77,53 @@ def original_model(config):
   return model.base_model(), None
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A cell's data, corruption and original model, trained: what every method starts from."""
+  views: pipeline.Views
+  record: corruptions.CorruptionRecord
+  forget_ids: object
+  recipe: trainer.Recipe
+  original: methods.TrainedModel
+  train_record: dict
+
+  def task(self, mesh, seed: int) -> methods.Task:
+    return methods.Task(self.views, self.record, self.forget_ids, mesh, self.recipe.batch_size,
+                        seed, self.recipe)
+
+
+def prepare(config: ml_collections.ConfigDict, mesh, *, workdir=None,
+            log_metrics=None) -> Prepared:
+  """Loads and corrupts the data (ids saved to `<workdir>/corruption.json`), then trains the
+  original model on it (checkpointed in `workdir` and resumed from there, if given)."""
+  logging.info('Loading dataset %r.', config.dataset)
+  splits = load_splits(config)
+  record = corruptions.corrupt(
+      splits.train.labels, task=config.task, seed=config.seed,
+      num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
+      class_pair=tuple(config.class_pair), rates=[config.discovery_rate])
+  if workdir is not None:
+    corruptions.save_record(record, pathlib.Path(workdir) / 'corruption.json')
+  forget_ids = record.forget_ids_at(config.discovery_rate)
+  logging.info('Task %s: %d corrupted examples, %d discovered (rate %.2f).', config.task,
+               record.num_corrupted, len(forget_ids), config.discovery_rate)
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_views(splits, record, forget_ids, images)
+
+  model, mask_config = original_model(config)
+  variables = init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
+                             splits.train.images.shape[1:])
+  recipe = trainer.Recipe.from_config(config.train)
+  logging.info('Training the original %s model (%s) for %d steps.', config.base,
+               describe(model), recipe.steps)
+  trained, train_record = trainer.train(
+      model, variables, views.train, recipe, mesh=mesh, seed=config.seed,
+      workdir=workdir, mask_config=mask_config, metadata={'model': describe(model)},
+      log_metrics=log_metrics)
+  return Prepared(views, record, forget_ids, recipe,
+                  methods.TrainedModel(model, trained, mask_config), train_record)
+
+
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) -> dict:
   """Runs one cell; returns (and writes to `<workdir>/results.json`) its record.
 
@@ -93,32 +140,10 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
   metrics_log = files.JsonLines(workdir / METRICS_FILE)
   mesh = sharding.make_mesh()
   logging.info('Devices: %s; mesh %s.', jax.devices(), dict(mesh.shape))
-
-  logging.info('Loading dataset %r.', config.dataset)
-  splits = load_splits(config)
-  record = corruptions.corrupt(
-      splits.train.labels, task=config.task, seed=config.seed,
-      num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
-      class_pair=tuple(config.class_pair), rates=[config.discovery_rate])
-  corruptions.save_record(record, workdir / 'corruption.json')
-  forget_ids = record.forget_ids_at(config.discovery_rate)
-  logging.info('Task %s: %d corrupted examples, %d discovered (rate %.2f).', config.task,
-               record.num_corrupted, len(forget_ids), config.discovery_rate)
-  images = pipeline.put_images(splits, mesh)
-  views = pipeline.make_views(splits, record, forget_ids, images)
-
-  model, mask_config = original_model(config)
-  image_shape = splits.train.images.shape[1:]
-  variables = init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
-                             image_shape)
-  recipe = trainer.Recipe.from_config(config.train)
-  logging.info('Training the original %s model (%s) for %d steps.', config.base,
-               describe(model), recipe.steps)
-  trained, train_record = trainer.train(
-      model, variables, views.train, recipe, mesh=mesh, seed=config.seed,
-      workdir=workdir, mask_config=mask_config,
-      metadata={'model': describe(model)},
-      log_metrics=lambda m: metrics_log.append({'phase': 'train', **m}))
+  prepared = prepare(config, mesh, workdir=workdir,
+                     log_metrics=lambda m: metrics_log.append({'phase': 'train', **m}))
+  views, record, trained = prepared.views, prepared.record, prepared.original.variables
+  model, train_record = prepared.original.model, prepared.train_record
 
   evaluate = evaluation.Evaluator(model, views, record, mesh, config.eval_batch_size)
   before = evaluate(trained)
@@ -127,10 +152,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
 
   logging.info('Unlearning with %s.', config.method)
   method = methods.get_method(config.method)
-  task = methods.Task(views, record, forget_ids, mesh, recipe.batch_size, config.seed)
   method_config = config.methods.get(config.method, ml_collections.ConfigDict())
   began = time.perf_counter()
-  unlearned = method(methods.TrainedModel(model, trained, mask_config), task, method_config)
+  unlearned = method(prepared.original, prepared.task(mesh, config.seed), method_config)
   jax.block_until_ready(unlearned.variables)
   method_wall = time.perf_counter() - began
   after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)

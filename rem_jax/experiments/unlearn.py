@@ -80,6 +80,15 @@ def load_trained(config, image_shape) -> methods.TrainedModel:
   return methods.TrainedModel(model, training.variables_of(state), mask_config)
 
 
+def training_recipe(config) -> trainer.Recipe | None:
+  """The recipe the checkpoint was trained with (what Retrain repeats): known for a launch.py
+  workdir, unknown (None) for a bare .msgpack file."""
+  config_file = pathlib.Path(config.checkpoint).expanduser() / checkpoints.CONFIG_FILE
+  if not config_file.is_file():
+    return None
+  return trainer.Recipe.from_config(json.loads(config_file.read_text())['train'])
+
+
 def practitioner_metrics(evaluate, variables, views) -> dict:
   """What can be measured without D_c: Utility, and accuracy on D_f and D_r (given labels)."""
   predict = lambda view: evaluate.predictions(variables, view)
@@ -111,7 +120,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
                config.method)
   evaluate = evaluation.Evaluator(original.model, views, None, mesh, config.eval_batch_size)
   before = practitioner_metrics(evaluate, original.variables, views)
-  task = methods.Task(views, None, forget_ids, mesh, config.batch_size, config.seed)
+  task = methods.Task(views, None, forget_ids, mesh, config.batch_size, config.seed,
+                      training_recipe(config))
   method_config = config.methods.get(config.method, ml_collections.ConfigDict())
   unlearned = methods.get_method(config.method)(original, task, method_config)
   evaluate_after = dataclasses.replace(evaluate, model=unlearned.model)

@@ -1,16 +1,38 @@
-"""Unlearning methods by name. Each is `method(original, task, config) -> Unlearned`."""
+"""Unlearning methods by name. Each is `method(original, task, config) -> Unlearned`.
+
+`METHODS` maps a name to the method; `default_config(name)` gives its settings section (what
+`config.methods.<name>` may override). Every method starts from the same trained model and
+never looks at the test set.
+"""
 
 import functools
 from collections.abc import Callable
 
+import ml_collections
+
+from rem_jax.methods import ascent
+from rem_jax.methods import bad_teacher
+from rem_jax.methods import cf
+from rem_jax.methods import etd
+from rem_jax.methods import no_ul
+from rem_jax.methods import npo
+from rem_jax.methods import potion
+from rem_jax.methods import rem
+from rem_jax.methods import retrain
+from rem_jax.methods import scrub
 from rem_jax.methods.base import Task, TrainedModel, Unlearned
-from rem_jax.methods.no_ul import no_ul
-# The module, not its function: `rem_jax.methods.rem` must stay importable as the module.
-from rem_jax.methods import rem as rem_module
+
+_MODULES = {
+    'no_ul': no_ul, 'etd': etd, 'retrain': retrain, 'cf': cf, 'ascent': ascent, 'npo': npo,
+    'scrub': scrub, 'bad_teacher': bad_teacher, 'potion': potion,
+    **{variant: rem for variant in rem.VARIANTS},
+}
 
 METHODS: dict[str, Callable[..., Unlearned]] = {
-    'no_ul': no_ul,
-    **{name: functools.partial(rem_module.rem, variant=name) for name in rem_module.VARIANTS},
+    'no_ul': no_ul.no_ul, 'etd': etd.etd, 'retrain': retrain.retrain, 'cf': cf.cf,
+    'ascent': ascent.ascent, 'npo': npo.npo, 'scrub': scrub.scrub,
+    'bad_teacher': bad_teacher.bad_teacher, 'potion': potion.potion,
+    **{variant: functools.partial(rem.rem, variant=variant) for variant in rem.VARIANTS},
 }
 
 
@@ -21,4 +43,10 @@ def get_method(name: str) -> Callable[..., Unlearned]:
   return METHODS[name]
 
 
-__all__ = ['METHODS', 'Task', 'TrainedModel', 'Unlearned', 'get_method']
+def default_config(name: str) -> ml_collections.ConfigDict:
+  """The default settings of method `name` (its `config.methods.<name>` section)."""
+  get_method(name)
+  return _MODULES[name].default_config()
+
+
+__all__ = ['METHODS', 'Task', 'TrainedModel', 'Unlearned', 'default_config', 'get_method']

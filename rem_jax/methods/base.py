@@ -46,6 +46,8 @@ class Task:
     mesh: the device mesh.
     batch_size: the training batch size of the recipe.
     seed: fixes the method's own randomness (data order, augmentation).
+    recipe: how the original model was trained (a `rem_jax.trainer.Recipe`): Retrain repeats
+      it on D_r. None where it is unknown (Retrain then refuses to run).
   """
   views: pipeline.Views
   record: corruptions.CorruptionRecord | None
@@ -53,6 +55,7 @@ class Task:
   mesh: Any
   batch_size: int
   seed: int
+  recipe: Any = None
 
 
 @dataclasses.dataclass(frozen=True)

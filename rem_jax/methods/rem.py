@@ -1,4 +1,8 @@
-"""REM: Redirection for Erasing Memory (Schoepf et al., ICLR 2026), SPEC §7.
+"""REM: Redirection for Erasing Memory, SPEC §7.
+
+Source: Schoepf et al., ICLR 2026. Loss: redirect + removal terms (`rem_jax.losses.redirect`,
+`rem_jax.losses.npo`), below. Stop rule: the flush of each iteration stops once Acc(D_f) <=
+gamma; `epochs` iterations, the best by the proxy is returned. Defaults: at the end.
 
     expand -> [remove (flush, NPO on D_f) -> repair + redirect (one epoch of D_tr) -> select] x E
            -> drop
@@ -39,7 +43,6 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
-import optax
 
 from rem_jax import expansion
 from rem_jax import losses
@@ -84,13 +87,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _settings(config) -> ml_collections.ConfigDict:
-  settings = default_config()
-  unknown = sorted(set(dict(config)) - set(settings.keys()))
-  if unknown:
-    raise ValueError(f'REM settings {unknown} are unknown; allowed: {sorted(settings.keys())}.')
-  settings.update(dict(config))
-  common.check_beta(settings.beta)
-  common.check_gamma(settings.gamma)
+  settings = common.resolve_settings(config, default_config(), 'REM')
   for name, allowed in (('remove_reference', REMOVE_REFERENCES),
                         ('remove_reduction', REMOVE_REDUCTIONS),
                         ('forget_masks', FORGET_MASKS)):
@@ -98,8 +95,8 @@ def _settings(config) -> ml_collections.ConfigDict:
       raise ValueError(f'{name}={settings[name]!r} is not supported; allowed: {list(allowed)}.')
   if settings.expansion is not None and settings.expansion < 0:
     raise ValueError(f'expansion={settings.expansion} must be >= 0 (or unset for the default).')
-  if settings.epochs <= 0 or settings.max_flush_epochs < 0:
-    raise ValueError('epochs must be > 0 and max_flush_epochs >= 0.')
+  if settings.max_flush_epochs < 0:
+    raise ValueError(f'max_flush_epochs={settings.max_flush_epochs} must be >= 0.')
   return settings
 
 
@@ -120,11 +117,6 @@ def removal_ids(variant: str, forget_ids, record: corruptions.CorruptionRecord |
     raise ValueError("method 'rem_ideal' needs the corrupted ids (D_c), which only the benchmark "
                      'knows; use rem.')
   return record.corrupted_ids
-
-
-def membership(num_examples: int, ids) -> jax.Array:
-  """(N,) bool, True at `ids`: forget membership as an array, so no shape depends on |D_f|."""
-  return jnp.zeros(num_examples, bool).at[jnp.asarray(ids)].set(True)
 
 
 def per_example_terms(*, ce_mask, ce_ref_mask, ce_drop, ce_ref_drop, in_forget, beta,
@@ -236,51 +228,27 @@ class Setup:
                               p_mem=self.mask_config.p_mem, mask_size=self.model.mask_size)
 
 
-def _apply(model, params, batch_stats, inputs, mask, train):
-  """Logits, and in train mode the updated batch statistics ({} for models without BN)."""
-  variables = {'params': params}
-  if batch_stats:
-    variables['batch_stats'] = batch_stats
-  if not train:
-    return model.apply(variables, inputs, mask, train=False), batch_stats
-  logits, updates = model.apply(variables, inputs, mask, train=True, mutable=['batch_stats'])
-  return logits, updates.get('batch_stats', {})
-
-
-def _step(setup: Setup, state, loss_fn):
-  """Differentiates `loss_fn(params) -> (loss, batch_stats)` and applies one optimizer update."""
-  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-  updates, opt_state = setup.optimizer.build().update(grads, state['opt_state'], state['params'])
-  return {**state, 'step': state['step'] + 1, 'opt_state': opt_state,
-          'params': optax.apply_updates(state['params'], updates), 'batch_stats': stats,
-          'finite': state['finite'] & jnp.isfinite(loss)}, {'loss': loss}
-
-
-def _augmented(setup: Setup, state, images, batch):
-  key = jax.random.fold_in(state['rng'], state['step'])
-  return pipeline.training_inputs(images, batch, key, setup.model.dtype)
-
-
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def flush_step(setup: Setup, state, images, batch, reference):
   """One NPO step on a batch of D_f in drop mode (REM Step 2)."""
   model = setup.model
-  inputs = _augmented(setup, state, images, batch)
-  zeros = jnp.zeros((inputs.shape[0], model.mask_size), jnp.float32)
+  inputs = common.augmented_inputs(model, state, images, batch)
+  zeros = common.drop_mask(model, inputs.shape[0])
   reference_mask = (zeros if setup.remove_reference == 'drop' else
                     setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool)))
-  ref_logits, _ = _apply(model, reference['params'], reference.get('batch_stats', {}), inputs,
-                         reference_mask, False)
+  ref_logits, _ = common.apply_model(model, reference['params'],
+                                     reference.get('batch_stats', {}), inputs, reference_mask,
+                                     False)
   ce_ref = losses.cross_entropy(ref_logits, batch.labels)
 
   def loss_fn(params):
-    logits, stats = _apply(model, params, state['batch_stats'], inputs, zeros, True)
+    logits, stats = common.apply_model(model, params, state['batch_stats'], inputs, zeros, True)
     ce = losses.cross_entropy(logits, batch.labels)
     if stats:  # Only base channels served this drop pass; extra channels keep theirs.
       stats = split_batch_stats(stats, state['batch_stats'], setup.base_stat_shapes())
     return training.weighted_mean(losses.npo(ce, ce_ref, beta=setup.beta), batch.weights), stats
 
-  return _step(setup, state, loss_fn)
+  return common.apply_gradients(setup.optimizer, state, loss_fn)
 
 
 def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all, in_shared_all):
@@ -291,16 +259,18 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
   zeros = jnp.zeros_like(batch_masks)
   ref_stats = reference.get('batch_stats', {})
   ref_ce = lambda mask: losses.cross_entropy(
-      _apply(model, reference['params'], ref_stats, inputs, mask, False)[0], batch.labels)
+      common.apply_model(model, reference['params'], ref_stats, inputs, mask, False)[0],
+      batch.labels)
   ce_ref_mask = ref_ce(batch_masks)
   ce_ref_drop = ref_ce(zeros) if setup.remove_reference == 'drop' else ce_ref_mask
 
   def loss_fn(params):
-    drop_logits, drop_stats = _apply(model, params, state['batch_stats'], inputs, zeros, True)
+    drop_logits, drop_stats = common.apply_model(model, params, state['batch_stats'], inputs,
+                                                 zeros, True)
     ce_drop = losses.cross_entropy(drop_logits, batch.labels)
     if setup.redirect_into_extra:
-      mask_logits, mask_stats = _apply(model, params, state['batch_stats'], inputs, batch_masks,
-                                       True)
+      mask_logits, mask_stats = common.apply_model(model, params, state['batch_stats'], inputs,
+                                                   batch_masks, True)
       ce_mask = losses.cross_entropy(mask_logits, batch.labels)
     else:  # No pass in mask mode: the extra channels keep their statistics.
       mask_stats, ce_mask = state['batch_stats'], ce_drop
@@ -319,9 +289,9 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def repair_step(setup: Setup, state, images, batch, reference, in_forget_all, in_shared_all):
   """One repair + redirect step on a batch of D_tr (REM Step 3)."""
-  inputs = _augmented(setup, state, images, batch)
-  return _step(setup, state, repair_loss_fn(setup, state, inputs, batch, reference,
-                                            in_forget_all, in_shared_all))
+  inputs = common.augmented_inputs(setup.model, state, images, batch)
+  return common.apply_gradients(setup.optimizer, state, repair_loss_fn(
+      setup, state, inputs, batch, reference, in_forget_all, in_shared_all))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -377,13 +347,11 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   model, variables, mask_config = _expanded_start(original, settings, task, variant)
   setup = Setup(
       model=model, mask_config=mask_config, image_shape=image_shape, beta=settings.beta,
-      optimizer=training.OptimizerSettings(
-          settings.optimizer, settings.learning_rate, settings.momentum, settings.weight_decay,
-          settings.schedule, settings.epochs * steps_per_epoch),
+      optimizer=common.optimizer_settings(settings),
       remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
       redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
   # Who gets the removal term and the shared mask: D_f, or D_c for IDEAL.
-  in_forget = sharding.replicate(membership(
+  in_forget = sharding.replicate(common.membership(
       num_examples, removal_ids(variant, forget_ids, task.record)), mesh)
   in_shared = (in_forget if settings.forget_masks == 'shared' else
                sharding.replicate(jnp.zeros(num_examples, bool), mesh))
@@ -397,17 +365,16 @@ def rem(original: base.TrainedModel, task: base.Task, config,
 
   # 2. The frozen reference; the live state owns copies (steps donate it).
   reference = sharding.replicate(variables, mesh)
-  state = sharding.replicate(training.create_train_state(
-      variables, setup.optimizer.build(), jax.random.fold_in(root, 1)), mesh)
+  state = common.start_state(variables, setup.optimizer, jax.random.fold_in(root, 1), mesh,
+                             settings.epochs * steps_per_epoch)
   flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
   repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
                                                     in_forget, in_shared)
   accuracy = common.Accuracy(model, mesh, eval_batch)
   shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config)
-  # Flush batches: a size fixed by |D_c| (not |D_f|), so every discovery rate shares a compile.
-  # A practitioner does not know D_c: there, D_f sets the size and stands in for the dynamics.
+  flush_batch = common.forget_batch_size(task)
+  # The dynamics watch D_c; a practitioner does not know it, and D_f stands in.
   known = task.record.corrupted_ids if task.record is not None else forget_ids
-  flush_batch = common.shared_batch_size(task.batch_size, len(known), mesh)
   corrupted_view = views.train.subset(np.searchsorted(views.train.ids, known))
 
   images = views.train.images
@@ -419,7 +386,8 @@ def rem(original: base.TrainedModel, task: base.Task, config,
     epoch_key = jax.random.fold_in(data_key, iteration)
     # 3a. Remove: flush until the forget set is forgotten (uncounted steps).
     flush_trace = [watch.evaluating(accuracy, training.variables_of(state), views.forget)]
-    while flush_trace[-1] > settings.gamma and len(flush_trace) <= settings.max_flush_epochs:
+    while (not common.forgotten(flush_trace[-1], settings.gamma)
+           and len(flush_trace) <= settings.max_flush_epochs):
       state, _ = training.run_epoch(flush, state, images, views.forget, flush_batch,
                                     jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
       flush_steps += math.ceil(views.forget.num_examples / flush_batch)
@@ -428,9 +396,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
     state, _ = training.run_epoch(repair, state, images, views.train, task.batch_size,
                                   epoch_key, mesh)
     repair_steps += steps_per_epoch
-    if not bool(state['finite']):
-      raise training.NonFiniteLossError(
-          f'REM: non-finite loss in iteration {iteration}; lower learning_rate.')
+    common.check_finite(state, 'REM', f'iteration {iteration}')
     # 3c. Select on the training-data proxy.
     current = training.variables_of(state)
     retain_accuracy = watch.evaluating(accuracy, current, views.retain)

@@ -1,0 +1,49 @@
+"""The shared behaviour fixture: a tiny ResNet-9 trained once on a poisoned `shapes` task."""
+
+import dataclasses
+
+import jax
+
+from rem_jax import evaluation, sharding, trainer
+from rem_jax.data import corruptions, pipeline, sources
+from rem_jax.methods import base
+from rem_jax.models import init_variables
+from tests import tiny
+
+RATE = 0.5
+BATCH = 64
+RECIPE = trainer.Recipe(learning_rate=0.05, steps=320, batch_size=BATCH, checkpoint_every=320)
+
+
+@dataclasses.dataclass
+class Poisoned:
+  model: object
+  variables: dict
+  splits: sources.Splits
+  record: corruptions.CorruptionRecord
+  mesh: object
+  images: dict
+
+  def task(self, rate=RATE, seed=0, images=None, recipe=RECIPE):
+    """The cell at discovery `rate`; `images` replaces the device images (e.g. NaN rows)."""
+    forget_ids = self.record.forget_ids_at(rate)
+    views = pipeline.make_views(self.splits, self.record, forget_ids, images or self.images)
+    return base.Task(views, self.record, forget_ids, self.mesh, BATCH, seed, recipe)
+
+  def evaluate(self, model, variables, rate=RATE):
+    task = self.task(rate)
+    return evaluation.Evaluator(model, task.views, self.record, self.mesh, 256)(variables)
+
+
+def train_poisoned() -> Poisoned:
+  """A width/8 capacity-0.5 ResNet-9 trained on 16x16 shapes with 64 of 1024 images poisoned."""
+  mesh = sharding.make_mesh()
+  splits = sources.load('shapes', image_size=16, num_train=1024, num_test=256, seed=0)
+  record = corruptions.corrupt(splits.train.labels, task='poison_trigger', seed=0,
+                               num_classes=10, num_corrupted=64, rates=[0.2, RATE, 1.0])
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_views(splits, record, record.forget_ids_at(RATE), images)
+  model = tiny.tiny_resnet(expansion=0.0)
+  variables, _ = trainer.train(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
+                               views.train, RECIPE, mesh=mesh, seed=0)
+  return Poisoned(model, jax.device_get(variables), splits, record, mesh, images)
