@@ -5,8 +5,9 @@ parses flags, sets up logging and turns a bad configuration into one readable li
 non-zero exit status. It runs the config's experiment (`rem_jax.experiments.run`): a benchmark
 cell (configs/quickstart.py: the workdir receives `config.json`, `corruption.json` with the ids,
 `metrics.jsonl`, training checkpoints and `results.json`; a killed run restarted with the same
-command resumes from its last checkpoint) or a practitioner's unlearning run
-(configs/unlearn.py).
+command resumes from its last checkpoint), a sweep over the task space (configs/mini_cifar10.py,
+configs/paper_*.py: `results.jsonl` and `reports/`; a re-run skips the recorded cells, `--only`
+selects cells) or a practitioner's unlearning run (configs/unlearn.py).
 """
 
 import logging as python_logging
@@ -26,6 +27,9 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (c
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the run\'s outputs.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
                                'Reuse a workdir that holds a run of another config.')
+_ONLY = flags.DEFINE_multi_string(
+    'only', [], 'Sweeps: run only the cells whose AXIS is one of the values, as AXIS=V1,V2 '
+    '(repeat for several axes), e.g. --only=method=rem,npo --only=discovery_rate=0.5.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -58,7 +62,8 @@ def main(argv):
     # Re-runs and resumed runs skip XLA compilation (JAX_COMPILATION_CACHE_DIR overrides).
     jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
   try:
-    result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                             only=_ONLY.value)
   except (ValueError, RuntimeError) as error:
     # Bad configuration, data or a diverged run: one line, no traceback from deep inside.
     _fail(str(error))
@@ -70,7 +75,10 @@ _COLUMNS = {'healed': 'Healed', 'utility': 'Utility', 'healed_x_utility': 'Heale
 
 
 def report(result: dict) -> str:
-  """The headline metrics before and after unlearning, as a small table."""
+  """The headline metrics before and after unlearning, as a small table (a sweep: its own)."""
+  if 'summary' in result:
+    return (f'{result["summary"]}\nRan {result["ran"]} of {result["selected"]} selected cells; '
+            f'records in {result["results"]}, reports in {len(result["reports"])} files.')
   keys = [k for k in _COLUMNS if k in result['before']]
   rows = [('', *(_COLUMNS[k] for k in keys))]
   for name, values in (('before', result['before']),

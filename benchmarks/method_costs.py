@@ -57,10 +57,10 @@ def main(argv):
   prepared = cell.prepare(config, mesh)
   train_s = prepared.train_record['wall_time_s']
   train_epochs = (prepared.recipe.steps * prepared.recipe.batch_size
-                  / prepared.views.train.num_examples)
+                  / prepared.splits.train.num_examples)
   paper_length_train_s = train_s * PAPER_TRAINING_EPOCHS / train_epochs
-  task = prepared.task(mesh, config.seed)
-  evaluate = evaluation.Evaluator(prepared.original.model, prepared.views, prepared.record, mesh,
+  task = prepared.task(mesh, config.seed, config.discovery_rate)
+  evaluate = evaluation.Evaluator(prepared.original.model, task.views, prepared.record, mesh,
                                   config.eval_batch_size)
   rows = {}
   for name in _METHODS.value:

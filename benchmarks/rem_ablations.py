@@ -40,10 +40,10 @@ def main(argv):
   mesh = sharding.make_mesh()
   prepared = cell.prepare(config, mesh)
   model, trained = prepared.original.model, prepared.original.variables
-  evaluate = evaluation.Evaluator(model, prepared.views, prepared.record, mesh,
+  task = prepared.task(mesh, config.seed, config.discovery_rate)
+  evaluate = evaluation.Evaluator(model, task.views, prepared.record, mesh,
                                   config.eval_batch_size)
   rows = {'no_ul': {'metrics': evaluate(trained), 'record': {}}}
-  task = prepared.task(mesh, config.seed)
   for label, (name, overrides) in VARIANTS.items():
     print(f'running {label} ...', file=sys.stderr, flush=True)
     settings = {**config.methods[name].to_dict(), 'epochs': _EPOCHS.value, **overrides}

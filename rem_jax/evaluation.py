@@ -53,6 +53,9 @@ class Evaluator:
         'healed_x_utility': healed * utility,
         'forget_accuracy': metrics.accuracy(*on(views.forget)),
         'retain_accuracy': metrics.accuracy(*on(views.retain)),
+        # How much of the corruption the model learned (the benchmark's precondition).
+        'corrupted_label_accuracy': metrics.accuracy(corrupted_predictions,
+                                                     record.corrupted_labels),
     }
     if record.task == 'poison_trigger':
       triggered_predictions, triggered_labels = on(views.test_triggered)

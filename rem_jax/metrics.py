@@ -13,6 +13,9 @@ runs aggregate exactly; the functions here take whole-view predictions and retur
 - Healed on test: poison: accuracy on triggered test images of classes != target vs clean
   labels; inter-class confusion: test accuracy on the two confused classes.
 - Utility on untouched classes: inter-class confusion: test accuracy on the other classes.
+- Corrupted-label accuracy (diagnostic): accuracy on D_c against the *corrupted* labels (poison:
+  triggered), i.e. how much of the corruption the model has learned; the benchmark's
+  precondition for the label-swap tasks.
 """
 
 import numpy as np

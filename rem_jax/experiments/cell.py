@@ -34,9 +34,14 @@ BASES = ('plain', 'etd')
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 DYNAMICS_FILE = 'dynamics.png'
+IDS_FILE = 'corruption.json'
 TOP_LEVEL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair',
                     'discovery_rate', 'method', 'methods', 'base', 'p_mem', 'model', 'train',
                     'eval_batch_size')
+# The fields that decide the corrupted data and the original model: cells that agree on these
+# share one trained model (the sweep's cache key).
+ORIGINAL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair', 'base',
+                   'p_mem', 'model', 'train')
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -79,36 +84,56 @@ def original_model(config):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  """A cell's data, corruption and original model, trained: what every method starts from."""
-  views: pipeline.Views
+  """A corrupted dataset and the original model trained on it: what every method starts from.
+
+  `record` holds the forget sets of every prepared discovery rate; `views(rate)` and
+  `task(mesh, seed, rate)` give one cell's views and method input.
+  """
+  splits: sources.Splits
+  images: dict
   record: corruptions.CorruptionRecord
-  forget_ids: object
   recipe: trainer.Recipe
   original: methods.TrainedModel
   train_record: dict
 
-  def task(self, mesh, seed: int) -> methods.Task:
-    return methods.Task(self.views, self.record, self.forget_ids, mesh, self.recipe.batch_size,
-                        seed, self.recipe)
+  def views(self, rate: float) -> pipeline.Views:
+    return pipeline.make_views(self.splits, self.record, self.record.forget_ids_at(rate),
+                               self.images)
+
+  def task(self, mesh, seed: int, rate: float) -> methods.Task:
+    return methods.Task(self.views(rate), self.record, self.record.forget_ids_at(rate), mesh,
+                        self.recipe.batch_size, seed, self.recipe)
 
 
-def prepare(config: ml_collections.ConfigDict, mesh, *, workdir=None,
-            log_metrics=None) -> Prepared:
-  """Loads and corrupts the data (ids saved to `<workdir>/corruption.json`), then trains the
-  original model on it (checkpointed in `workdir` and resumed from there, if given)."""
-  logging.info('Loading dataset %r.', config.dataset)
-  splits = load_splits(config)
+def prepare(config: ml_collections.ConfigDict, mesh, *, rates=None, workdir=None,
+            log_metrics=None, splits: sources.Splits | None = None) -> Prepared:
+  """Loads and corrupts the data, then trains the original model on it.
+
+  Args:
+    config: a cell config; only the fields that shape the data and the original model are read
+      (`ORIGINAL_FIELDS`), plus `discovery_rate` when `rates` is None.
+    mesh: the device mesh.
+    rates: the discovery rates to draw forget sets for (default: `config.discovery_rate`).
+      Forget sets are drawn independently per rate, so adding rates changes none of them.
+    workdir: if given, the ids go to `<workdir>/corruption.json` and training checkpoints to
+      `<workdir>/checkpoints` (a finished or interrupted training run there is resumed).
+    log_metrics: called with the training metrics at every checkpoint interval.
+    splits: the loaded dataset, if the caller has it already (`load_splits(config)`).
+  """
+  rates = [config.discovery_rate] if rates is None else sorted(set(rates))
+  if splits is None:
+    logging.info('Loading dataset %r.', config.dataset)
+    splits = load_splits(config)
   record = corruptions.corrupt(
       splits.train.labels, task=config.task, seed=config.seed,
       num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
-      class_pair=tuple(config.class_pair), rates=[config.discovery_rate])
+      class_pair=tuple(config.class_pair), rates=rates)
   if workdir is not None:
-    corruptions.save_record(record, pathlib.Path(workdir) / 'corruption.json')
-  forget_ids = record.forget_ids_at(config.discovery_rate)
-  logging.info('Task %s: %d corrupted examples, %d discovered (rate %.2f).', config.task,
-               record.num_corrupted, len(forget_ids), config.discovery_rate)
+    corruptions.save_record(record, pathlib.Path(workdir) / IDS_FILE)
+  logging.info('Task %s: %d corrupted examples; discovered at rates %s: %s.', config.task,
+               record.num_corrupted, rates, [len(record.forget_ids_at(r)) for r in rates])
   images = pipeline.put_images(splits, mesh)
-  views = pipeline.make_views(splits, record, forget_ids, images)
+  train_view = pipeline.make_views(splits, record, record.forget_ids_at(rates[0]), images).train
 
   model, mask_config = original_model(config)
   variables = init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
@@ -117,11 +142,43 @@ def prepare(config: ml_collections.ConfigDict, mesh, *, workdir=None,
   logging.info('Training the original %s model (%s) for %d steps.', config.base,
                describe(model), recipe.steps)
   trained, train_record = trainer.train(
-      model, variables, views.train, recipe, mesh=mesh, seed=config.seed,
+      model, variables, train_view, recipe, mesh=mesh, seed=config.seed,
       workdir=workdir, mask_config=mask_config, metadata={'model': describe(model)},
       log_metrics=log_metrics)
-  return Prepared(views, record, forget_ids, recipe,
+  return Prepared(splits, images, record, recipe,
                   methods.TrainedModel(model, trained, mask_config), train_record)
+
+
+def unlearn_and_evaluate(config: ml_collections.ConfigDict, prepared: Prepared, mesh
+                         ) -> tuple[dict, dict, methods.Unlearned]:
+  """Runs `config.method` at `config.discovery_rate` on the prepared original model.
+
+  Returns:
+    (metrics before, metrics after, the method's result); the result's record carries the
+    device-synchronised wall time of the whole method call as `wall_time_s`.
+  """
+  views = prepared.views(config.discovery_rate)
+  evaluate = evaluation.Evaluator(prepared.original.model, views, prepared.record, mesh,
+                                  config.eval_batch_size)
+  before = evaluate(prepared.original.variables)
+  logging.info('Original model: %s', _summary(before))
+  logging.info('Unlearning with %s at discovery rate %s.', config.method, config.discovery_rate)
+  method = methods.get_method(config.method)
+  method_config = config.methods.get(config.method, ml_collections.ConfigDict())
+  began = time.perf_counter()
+  unlearned = method(prepared.original, prepared.task(mesh, config.seed, config.discovery_rate),
+                     method_config)
+  jax.block_until_ready(unlearned.variables)
+  unlearned.record['wall_time_s'] = time.perf_counter() - began
+  after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
+  logging.info('After %s: %s', config.method, _summary(after))
+  return before, after, unlearned
+
+
+def environment() -> dict:
+  """Versions and devices, recorded with every result."""
+  return {'versions': {'jax': jax.__version__, 'python': platform.python_version()},
+          'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count()}
 
 
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) -> dict:
@@ -142,22 +199,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
   logging.info('Devices: %s; mesh %s.', jax.devices(), dict(mesh.shape))
   prepared = prepare(config, mesh, workdir=workdir,
                      log_metrics=lambda m: metrics_log.append({'phase': 'train', **m}))
-  views, record, trained = prepared.views, prepared.record, prepared.original.variables
-  model, train_record = prepared.original.model, prepared.train_record
-
-  evaluate = evaluation.Evaluator(model, views, record, mesh, config.eval_batch_size)
-  before = evaluate(trained)
+  before, after, unlearned = unlearn_and_evaluate(config, prepared, mesh)
   metrics_log.append({'phase': 'before', **before})
-  logging.info('Original model: %s', _summary(before))
-
-  logging.info('Unlearning with %s.', config.method)
-  method = methods.get_method(config.method)
-  method_config = config.methods.get(config.method, ml_collections.ConfigDict())
-  began = time.perf_counter()
-  unlearned = method(prepared.original, prepared.task(mesh, config.seed), method_config)
-  jax.block_until_ready(unlearned.variables)
-  method_wall = time.perf_counter() - began
-  after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
   iterations = unlearned.record.get('iterations', [])
   for entry in iterations:
     metrics_log.append({'phase': 'unlearn', **entry})
@@ -165,20 +208,16 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) 
     plots.plot_dynamics(iterations, workdir / DYNAMICS_FILE,
                         title=f'{config.method}: {config.task}, discovery {config.discovery_rate}')
   metrics_log.append({'phase': 'after', **after})
-  logging.info('After %s: %s', config.method, _summary(after))
-
   result = {
       'config': config.to_dict(),
       'seed': config.seed,
-      'ids_file': 'corruption.json',
+      'ids_file': IDS_FILE,
       'before': before,
       'after': after,
-      'train': train_record,
-      'method': {**unlearned.record, 'wall_time_s': method_wall},
+      'train': prepared.train_record,
+      'method': unlearned.record,
       'model': describe(unlearned.model),
-      'versions': {'jax': jax.__version__, 'python': platform.python_version()},
-      'device': str(jax.devices()[0].device_kind),
-      'num_devices': jax.device_count(),
+      **environment(),
   }
   files.write_json_atomic(workdir / RESULTS_FILE, result)
   return result

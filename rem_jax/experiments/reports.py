@@ -1,0 +1,384 @@
+"""Tables and figures like the paper's, from sweep records alone (never from paths).
+
+    python -m rem_jax.experiments.reports --results=WORKDIR/results.jsonl --outdir=WORKDIR/reports
+
+Every number is in percent. Aggregation (SPEC §9): a run's Healed x Utility is computed per run;
+a table row pools every run of a (base, method) pair (regularities x discovery rates x seeds)
+and shows mean ± SEM (ddof 1). Rows are sorted by Healed x Utility. "Best per cell" (the
+paper's Tables 5-9) first keeps, for each (base, method, task, rate, seed), the hyperparameter
+variant with the best Healed x Utility, then pools.
+
+Preconditions: a task only means something if the original model learned the corruption and
+the task. Per original model (base, task, seed), from its metrics before unlearning: test
+accuracy ≥ `utility_floor`; poison: poison success on D_c ≥ `poison_floor`; label swaps:
+accuracy on D_c against the corrupted labels ≥ `memorised_floor`. Runs of a failing original
+are listed in the preconditions table and left out of every other table and figure.
+
+Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` (when some method has
+hyperparameter variants), `preconditions.md`, `costs.{md,csv}` (unlearning wall time relative to
+training, the paper's A.8 next to it), `heatmap_<base>_<variant>.png` and `heatmaps.png`
+(regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
+`dynamics_<base>_<variant>_<task>.png` (REM's Fig. 5).
+"""
+
+import collections
+import csv
+import dataclasses
+import io
+import math
+import pathlib
+import sys
+from collections.abc import Iterable, Sequence
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Heatmap rows, high to low regularity (SPEC §1).
+TASK_ROWS = (('poison_trigger', 'high'), ('inter_class_confusion', 'medium'),
+             ('random_label_swap', 'low'))
+METRICS = (('healed', 'Healed'), ('utility', 'Utility'), ('healed_x_utility', 'H×U'))
+# Unlearning time relative to training, the paper's appendix A.8 (percent).
+PAPER_COST_PERCENT = {'bad_teacher': 24.7, 'scrub': 14.0, 'rem': 10.7, 'potion': 9.1,
+                      'npo': 0.2, 'ascent': 0.2}
+
+
+def mean_sem(values: Sequence[float]) -> tuple[float, float]:
+  """(mean, standard error of the mean with ddof 1); the SEM of one value is NaN."""
+  values = np.asarray(values, np.float64)
+  if values.size == 0:
+    raise ValueError('mean_sem: no values.')
+  sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
+  return float(values.mean()), sem
+
+
+# ---- Preconditions ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Floors:
+  """What an original model must reach for its task to count (see the module docstring)."""
+  utility_floor: float = 0.5
+  poison_floor: float = 0.8
+  memorised_floor: float = 0.5
+
+
+def precondition(record: dict, floors: Floors) -> dict:
+  """{'utility', 'learned', 'learned_metric', 'passed'} of the record's original model."""
+  before = record['before']
+  if record['task'] == 'poison_trigger':
+    metric, floor = 'poison_success_corrupted', floors.poison_floor
+  else:
+    metric, floor = 'corrupted_label_accuracy', floors.memorised_floor
+  learned = before.get(metric, math.nan)
+  passed = before['utility'] >= floors.utility_floor and learned >= floor
+  return {'utility': before['utility'], 'learned': learned, 'learned_metric': metric,
+          'passed': bool(passed)}
+
+
+def preconditions(records: Iterable[dict], floors: Floors) -> dict[tuple, dict]:
+  """{(base, task, seed, original): precondition} over the records' original models."""
+  return {(r['base'], r['task'], r['seed'], r['original']): precondition(r, floors)
+          for r in records}
+
+
+def passing(records: Sequence[dict], floors: Floors) -> list[dict]:
+  return [r for r in records if precondition(r, floors)['passed']]
+
+
+def preconditions_markdown(records: Sequence[dict], floors: Floors) -> str:
+  lines = [f'Floors: test accuracy ≥ {floors.utility_floor}; poison success on D_c ≥ '
+           f'{floors.poison_floor}; label swaps: accuracy on D_c against the corrupted labels ≥ '
+           f'{floors.memorised_floor}.', '',
+           '| base | task | seed | test accuracy | learned the corruption | meets preconditions |',
+           '|---|---|---|---|---|---|']
+  for (base, task, seed, _), p in sorted(preconditions(records, floors).items()):
+    lines.append(f'| {base} | {task} | {seed} | {100 * p["utility"]:.2f} | '
+                 f'{100 * p["learned"]:.2f} ({p["learned_metric"]}) | '
+                 f'{"yes" if p["passed"] else "**no**: not tabulated"} |')
+  return '\n'.join(lines) + '\n'
+
+
+# ---- Tables ------------------------------------------------------------------------------------
+
+
+def best_per_cell(records: Sequence[dict]) -> list[dict]:
+  """For each (base, method, task, rate, seed), the variant with the best Healed x Utility,
+  relabelled with the method's name."""
+  best = {}
+  for record in records:
+    key = (record['base'], record['method'], record['task'], record['discovery_rate'],
+           record['seed'])
+    if key not in best or (record['after']['healed_x_utility']
+                           > best[key]['after']['healed_x_utility']):
+      best[key] = record
+  return [{**record, 'variant': record['method']} for record in best.values()]
+
+
+def pooled_rows(records: Sequence[dict]) -> list[dict]:
+  """One row per (base, variant): n and mean ± SEM (percent) of each metric, sorted by H×U."""
+  groups = collections.defaultdict(list)
+  for record in records:
+    groups[(record['base'], record['variant'])].append(record)
+  rows = []
+  for (base, variant), group in groups.items():
+    row = {'base': base, 'method': variant, 'runs': len(group)}
+    for key, _ in METRICS:
+      row[key] = mean_sem([100 * r['after'][key] for r in group])
+    rows.append(row)
+  return sorted(rows, key=lambda row: -row['healed_x_utility'][0])
+
+
+def _cell(value: tuple[float, float], sep: str = ' ± ') -> str:
+  mean, sem = value
+  return f'{mean:.2f}' if math.isnan(sem) else f'{mean:.2f}{sep}{sem:.2f}'
+
+
+def table_markdown(rows: Sequence[dict]) -> str:
+  header = '| base | method | runs | ' + ' | '.join(name for _, name in METRICS) + ' |'
+  lines = [header, '|' + '---|' * (3 + len(METRICS))]
+  for row in rows:
+    lines.append(f'| {row["base"]} | {row["method"]} | {row["runs"]} | '
+                 + ' | '.join(_cell(row[key]) for key, _ in METRICS) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def table_csv(rows: Sequence[dict]) -> str:
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator='\n')
+  writer.writerow(['base', 'method', 'runs'] + [f'{k}_{s}' for k, _ in METRICS
+                                                 for s in ('mean', 'sem')])
+  for row in rows:
+    writer.writerow([row['base'], row['method'], row['runs']]
+                    + [f'{v:.4f}' for key, _ in METRICS for v in row[key]])
+  return out.getvalue()
+
+
+def table_latex(rows: Sequence[dict]) -> str:
+  escape = lambda text: str(text).replace('_', r'\_')
+  lines = [r'\begin{tabular}{llr' + 'r' * len(METRICS) + '}', r'\toprule',
+           'Base & Method & Runs & ' + ' & '.join(
+               name.replace('×', r'$\times$') for _, name in METRICS) + r' \\', r'\midrule']
+  for row in rows:
+    lines.append(f'{escape(row["base"])} & {escape(row["method"])} & {row["runs"]} & '
+                 + ' & '.join(_cell(row[key], r' $\pm$ ') for key, _ in METRICS) + r' \\')
+  lines += [r'\bottomrule', r'\end{tabular}']
+  return '\n'.join(lines) + '\n'
+
+
+def cost_rows(records: Sequence[dict]) -> list[dict]:
+  """Per (base, variant): mean unlearning wall time and its percent of the training run."""
+  groups = collections.defaultdict(list)
+  for record in records:
+    groups[(record['base'], record['variant'])].append(record)
+  rows = []
+  for (base, variant), group in groups.items():
+    percents, percents_no_eval, seconds = [], [], []
+    for record in group:
+      train_s = record['train'].get('wall_time_full_s') or record['train']['wall_time_s']
+      wall = record['unlearn']['wall_time_s']
+      no_eval = record['unlearn'].get('wall_time_without_evaluation_s', wall)
+      seconds.append(wall)
+      percents.append(100 * wall / train_s)
+      percents_no_eval.append(100 * no_eval / train_s)
+    rows.append({'base': base, 'method': variant, 'runs': len(group),
+                 'wall_time_s': float(np.mean(seconds)),
+                 'percent_of_training': float(np.mean(percents)),
+                 'percent_without_evaluation': float(np.mean(percents_no_eval)),
+                 'paper_percent': PAPER_COST_PERCENT.get(group[0]['method'])})
+  return sorted(rows, key=lambda row: -row['percent_of_training'])
+
+
+def costs_markdown(rows: Sequence[dict]) -> str:
+  lines = ['| base | method | runs | wall s | % of training | % without evaluations | '
+           'paper A.8 % |', '|---|---|---|---|---|---|---|']
+  for row in rows:
+    paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
+    lines.append(f'| {row["base"]} | {row["method"]} | {row["runs"]} | '
+                 f'{row["wall_time_s"]:.1f} | {row["percent_of_training"]:.1f} | '
+                 f'{row["percent_without_evaluation"]:.1f} | {paper} |')
+  return '\n'.join(lines) + '\n'
+
+
+def costs_csv(rows: Sequence[dict]) -> str:
+  out = io.StringIO()
+  fields = ['base', 'method', 'runs', 'wall_time_s', 'percent_of_training',
+            'percent_without_evaluation', 'paper_percent']
+  writer = csv.DictWriter(out, fields, lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  return out.getvalue()
+
+
+# ---- Heatmaps ----------------------------------------------------------------------------------
+
+
+def heatmap_grid(records: Sequence[dict]) -> tuple[np.ndarray, list[float]]:
+  """(rows x (1 + rates)) mean H×U in percent: row = TASK_ROWS, column 0 = no unlearning (the
+  original models' H×U), then one column per discovery rate; NaN where nothing was run."""
+  rates = sorted({r['discovery_rate'] for r in records})
+  grid = np.full((len(TASK_ROWS), 1 + len(rates)), np.nan)
+  for row, (task, _) in enumerate(TASK_ROWS):
+    runs = [r for r in records if r['task'] == task]
+    if not runs:
+      continue
+    originals = {r['original']: r['before']['healed_x_utility'] for r in runs}
+    grid[row, 0] = 100 * np.mean(list(originals.values()))
+    for column, rate in enumerate(rates, start=1):
+      values = [r['after']['healed_x_utility'] for r in runs if r['discovery_rate'] == rate]
+      if values:
+        grid[row, column] = 100 * np.mean(values)
+  return grid, rates
+
+
+def _draw_heatmap(axes, grid: np.ndarray, rates: Sequence[float], title: str) -> None:
+  axes.imshow(np.ma.masked_invalid(grid), cmap='viridis', vmin=0, vmax=100, aspect='auto')
+  for (row, column), value in np.ndenumerate(grid):
+    text = 'n/a' if np.isnan(value) else f'{value:.0f}'
+    axes.text(column, row, text, ha='center', va='center', fontsize=7,
+              color='white' if np.isnan(value) or value < 60 else 'black')
+  axes.set_xticks(range(1 + len(rates)), ['no UL'] + [f'{r:g}' for r in rates], fontsize=7)
+  axes.set_yticks(range(len(TASK_ROWS)), [label for _, label in TASK_ROWS], fontsize=7)
+  axes.set_xlabel('discovery rate', fontsize=7)
+  axes.set_title(title, fontsize=8)
+
+
+def _save(figure, path: pathlib.Path) -> pathlib.Path:
+  figure.tight_layout()
+  files.write_atomic(path, lambda f: figure.savefig(f, format='png'))
+  plt.close(figure)
+  return path
+
+
+def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
+  """One heatmap of H×U per (base, variant), and all of them in `heatmaps.png`."""
+  groups = collections.defaultdict(list)
+  for record in records:
+    groups[(record['base'], record['variant'])].append(record)
+  order = sorted(groups, key=lambda key: -np.mean(
+      [r['after']['healed_x_utility'] for r in groups[key]]))
+  written = []
+  for base, variant in order:
+    grid, rates = heatmap_grid(groups[(base, variant)])
+    figure, axes = plt.subplots(figsize=(1.2 + 0.55 * len(rates), 2.0), dpi=120)
+    _draw_heatmap(axes, grid, rates, f'{variant} ({base}): Healed × Utility, %')
+    written.append(_save(figure, outdir / f'heatmap_{base}_{_slug(variant)}.png'))
+  if order:
+    columns = min(3, len(order))
+    rows = math.ceil(len(order) / columns)
+    figure, all_axes = plt.subplots(rows, columns, squeeze=False, dpi=120,
+                                    figsize=(columns * (1.4 + 0.5 * len(grid[0])), 2.1 * rows))
+    for axes, (base, variant) in zip(all_axes.flat, order):
+      grid, rates = heatmap_grid(groups[(base, variant)])
+      _draw_heatmap(axes, grid, rates, f'{variant} ({base})')
+    for axes in list(all_axes.flat)[len(order):]:
+      axes.axis('off')
+    written.append(_save(figure, outdir / 'heatmaps.png'))
+  return written
+
+
+def _slug(text: str) -> str:
+  return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in text).strip('_')
+
+
+def write_dynamics(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
+  """REM's dynamics (Fig. 5) per (base, variant, task): the lowest seed at the rate nearest 0.5."""
+  groups = collections.defaultdict(list)
+  for record in records:
+    iterations = record['unlearn'].get('iterations') or []
+    if iterations and 'corrupted_accuracy_shared_mask' in iterations[0]:
+      groups[(record['base'], record['variant'], record['task'])].append(record)
+  written = []
+  for (base, variant, task), group in sorted(groups.items()):
+    chosen = min(group, key=lambda r: (abs(r['discovery_rate'] - 0.5), r['seed']))
+    written.append(plots.plot_dynamics(
+        chosen['unlearn']['iterations'], outdir / f'dynamics_{base}_{_slug(variant)}_{task}.png',
+        title=f'{variant} ({base}): {task}, rate {chosen["discovery_rate"]:g}, '
+              f'seed {chosen["seed"]}'))
+  return written
+
+
+# ---- Everything --------------------------------------------------------------------------------
+
+
+def summary_table(records: Sequence[dict], floors: Floors = Floors()) -> str:
+  """The pooled table of the runs that meet their preconditions, as Markdown."""
+  kept = passing(records, floors)
+  if not kept:
+    return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
+            + preconditions_markdown(records, floors))
+  return table_markdown(pooled_rows(kept))
+
+
+def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
+                  ) -> list[pathlib.Path]:
+  """Writes every report of `records` into `outdir` (atomically); returns the paths."""
+  outdir = pathlib.Path(outdir)
+  written = []
+
+  def text(name: str, content: str) -> None:
+    path = outdir / name
+    files.write_atomic(path, lambda f: f.write(content.encode('utf-8')))
+    written.append(path)
+
+  if not records:
+    return written
+  text('preconditions.md', preconditions_markdown(records, floors))
+  kept = passing(records, floors)
+  if kept:
+    rows = pooled_rows(kept)
+    text('table.md', table_markdown(rows))
+    text('table.csv', table_csv(rows))
+    text('table.tex', table_latex(rows))
+    if any(r['variant'] != r['method'] for r in kept):
+      best = pooled_rows(best_per_cell(kept))
+      text('table_best.md', table_markdown(best))
+      text('table_best.csv', table_csv(best))
+      text('table_best.tex', table_latex(best))
+    costs = cost_rows(kept)
+    text('costs.md', costs_markdown(costs))
+    text('costs.csv', costs_csv(costs))
+    written += write_heatmaps(kept, outdir)
+    written += write_dynamics(kept, outdir)
+  return written
+
+
+def _define_flags():
+  """The command's flags (defined only when run as a script: importing defines none)."""
+  flags.DEFINE_string('results', None, "A sweep's results.jsonl.")
+  flags.DEFINE_string('outdir', None, 'Where the reports go (default: beside the results).')
+  flags.DEFINE_float('utility_floor', Floors.utility_floor,
+                     'Minimum test accuracy of an original model.')
+  flags.DEFINE_float('poison_floor', Floors.poison_floor,
+                     'Minimum poison success on D_c of an original model.')
+  flags.DEFINE_float('memorised_floor', Floors.memorised_floor,
+                     'Minimum corrupted-label accuracy on D_c (label-swap tasks).')
+
+
+def main(argv):
+  del argv
+  values = flags.FLAGS
+  results = pathlib.Path(values.results or '')
+  if not values.results or not results.is_file():
+    print(f'reports: error: --results must name an existing results.jsonl (got '
+          f'{values.results!r}).', file=sys.stderr)
+    sys.exit(1)
+  records = store.ResultStore(results).read()
+  floors = Floors(values.utility_floor, values.poison_floor, values.memorised_floor)
+  outdir = pathlib.Path(values.outdir) if values.outdir else results.parent / 'reports'
+  for path in write_reports(records, outdir, floors):
+    print(path)
+  print(summary_table(records, floors))
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,337 @@
+"""The sweep runner: every cell of a grid over the task space, one record each in `results.jsonl`.
+
+A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has four fields:
+
+- `experiment = 'sweep'`;
+- `cell`: a complete cell config (the fields of `configs/quickstart.py`): what every cell shares;
+- `axes`: the grid, `{field: values}`. A field is a cell field (`seed`, `task`, `discovery_rate`,
+  `method`, ...) or a nested one written as a nested dict (`model: {capacity: (0.5, 1.0)}`).
+  The axis `base` takes the names of `BASE_PRESETS` (plain capacity 0.5, ETD, capacity 1.0),
+  each of which sets several fields at once;
+- `method_axes`: `{method: {setting: values}}`, hyperparameter axes that multiply only that
+  method's cells (SCRUB's alpha: `{'scrub': {'alpha': (0.001, 0.01, 0.1, 10.0)}}`).
+
+Every cell is the product of the axes, named by its axis values (`seed=0,base=plain,...`, the
+record's `cell`). The runner trains each original model once: cells that agree on every field
+that shapes the data and the training run (`cell.ORIGINAL_FIELDS`, the seed included) share
+`<workdir>/originals/<hash>/` (checkpoints, the ids file `corruption.json` with the forget sets
+of every rate of the grid, and `train.json`). Then it runs each cell's method and appends one
+record to `<workdir>/results.jsonl`.
+
+Nothing is lost: original models are checkpointed and resume after a kill; a record is one
+fsynced line; a re-run skips the cells already recorded, so a kill at any moment costs at most
+the cell in flight. A workdir holding another sweep config's results is refused (the differing
+fields are named) unless `overwrite`. `only` runs a subset of the cells (`['method=rem,npo',
+'discovery_rate=0.5']`).
+"""
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+
+from absl import logging
+import ml_collections
+import tqdm
+
+from rem_jax import checkpoints
+from rem_jax import files
+from rem_jax import methods
+from rem_jax import sharding
+from rem_jax.experiments import cell as cell_module
+from rem_jax.experiments import store as store_module
+from rem_jax.models import describe
+
+SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes')
+ORIGINALS_DIR = 'originals'
+TRAIN_RECORD_FILE = 'train.json'
+REPORTS_DIR = 'reports'
+
+# The paper's three bases (Tables 1, 2, 4): each name sets these cell fields.
+BASE_PRESETS = {
+    'plain': {'base': 'plain', 'model.capacity': 0.5},
+    'etd': {'base': 'etd', 'model.capacity': 0.5, 'model.expansion': 0.5},
+    'full': {'base': 'plain', 'model.capacity': 1.0},
+}
+# Axes over these would silently fight the other axes or the per-method sections.
+_NOT_AXES = ('methods', 'base')
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One point of the grid.
+
+  Attributes:
+    key: its name, the axis values in axis order (`seed=0,base=plain,method=rem`).
+    axes: {axis: value} of this cell (dotted paths for nested fields).
+    config: the resolved cell config.
+  """
+  key: str
+  axes: dict
+  config: ml_collections.ConfigDict
+
+  @property
+  def original_key(self) -> str:
+    return original_key(self.config)
+
+  @property
+  def base_label(self) -> str:
+    return str(self.axes.get('base', self.config.base))
+
+  @property
+  def variant(self) -> str:
+    """The method with its method-axis settings: 'scrub(alpha=0.1)', or just 'rem'."""
+    prefix = f'methods.{self.config.method}.'
+    settings = [f'{path[len(prefix):]}={_format(value)}' for path, value in self.axes.items()
+                if path.startswith(prefix)]
+    return f'{self.config.method}({",".join(settings)})' if settings else self.config.method
+
+
+def _format(value) -> str:
+  return value if isinstance(value, str) else json.dumps(value)
+
+
+def _flatten_axes(axes: Mapping, prefix: str = '') -> list[tuple[str, list]]:
+  """[(dotted path, values)] from a nested {field: values} mapping, in insertion order."""
+  flat = []
+  for name, values in axes.items():
+    path = f'{prefix}{name}'
+    if isinstance(values, Mapping):
+      flat.extend(_flatten_axes(values, f'{path}.'))
+    elif isinstance(values, (list, tuple)):
+      flat.append((path, list(values)))
+    else:
+      raise ValueError(f'axis {path}: expected a list of values, got {values!r}.')
+  return flat
+
+
+def _set(config: ml_collections.ConfigDict, path: str, value, what: str) -> None:
+  """Sets the dotted field `path` of `config`; an unknown field is an error naming the allowed."""
+  *parents, leaf = path.split('.')
+  node = config
+  for depth, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      where = '.'.join(parents[:depth]) or 'the cell config'
+      raise ValueError(f'{what} {path}: {where} has no section {part!r}; sections: '
+                       f'{sorted(k for k in node if isinstance(node[k], ml_collections.ConfigDict))}.')
+    node = node[part]
+  if leaf not in node:
+    where = '.'.join(parents) or 'the cell config'
+    raise ValueError(f'{what} {path}: {where} has no field {leaf!r}; allowed: {sorted(node)}.')
+  try:
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  except TypeError as error:  # ml_collections' type check.
+    raise ValueError(f'{what} {path}={value!r}: {error}') from None
+
+
+def check_sweep_config(config: ml_collections.ConfigDict) -> None:
+  unknown = sorted(set(config.keys()) - set(SWEEP_FIELDS))
+  missing = sorted(set(SWEEP_FIELDS) - set(config.keys()))
+  if unknown or missing:
+    raise ValueError(f'sweep config fields {unknown or missing} are '
+                     f'{"unknown" if unknown else "missing"}; a sweep has {list(SWEEP_FIELDS)}.')
+
+
+def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
+  """Every cell of a sweep config, validated (a bad value names its axis and the allowed)."""
+  check_sweep_config(config)
+  axes = _flatten_axes(config.axes.to_dict())
+  for path, values in axes:
+    if path.split('.')[0] in _NOT_AXES and path != 'base':
+      raise ValueError(f'axis {path}: per-method settings go in method_axes.'
+                       f'{path.split(".")[1] if "." in path else "<method>"}.')
+    if not values:
+      raise ValueError(f'the grid is empty: axis {path} has no values.')
+    if len(set(map(_format, values))) != len(values):
+      raise ValueError(f'axis {path} repeats a value: {values}.')
+  names = [path for path, _ in axes]
+  if 'base' in names:
+    unknown = [v for v in dict(axes)['base'] if v not in BASE_PRESETS]
+    if unknown:
+      raise ValueError(f'axis base: {unknown} unknown; allowed: {sorted(BASE_PRESETS)}.')
+  method_axes = config.method_axes.to_dict()
+  grid_methods = dict(axes).get('method', [config.cell.method])
+  for name, settings in method_axes.items():
+    methods.get_method(name)
+    if name not in grid_methods:
+      raise ValueError(f'method_axes.{name}: {name!r} is not among the grid\'s methods '
+                       f'{grid_methods}.')
+    allowed = methods.default_config(name)
+    for setting, values in _flatten_axes(settings):
+      if setting not in allowed:
+        raise ValueError(f'method_axes.{name}.{setting} is not a setting of {name}; allowed: '
+                         f'{sorted(allowed.keys())}.')
+      if not values:
+        raise ValueError(f'the grid is empty: method_axes.{name}.{setting} has no values.')
+
+  cells = []
+  for values in itertools.product(*(values for _, values in axes)):
+    point = dict(zip(names, values))
+    config_ = ml_collections.ConfigDict(config.cell.to_dict())
+    for path, value in point.items():
+      if path == 'base':
+        for field, preset_value in BASE_PRESETS[value].items():
+          _set(config_, field, preset_value, f'axis base={value} sets')
+      else:
+        _set(config_, path, value, 'axis')
+    extra = [[(f'methods.{config_.method}.{s}', v) for v in vs]
+             for s, vs in _flatten_axes(method_axes.get(config_.method, {}))]
+    for settings in itertools.product(*extra):
+      resolved = ml_collections.ConfigDict(config_.to_dict())
+      full_point = dict(point)
+      for path, value in settings:
+        _set(resolved, path, value, 'method axis')
+        full_point[path] = value
+      try:
+        cell_module.check_config(resolved)
+      except ValueError as error:
+        raise ValueError(f'cell {_key(full_point)}: {error}') from None
+      cells.append(Cell(_key(full_point), full_point, resolved))
+  if not cells:
+    raise ValueError('the grid is empty.')
+  return cells
+
+
+def _key(point: Mapping) -> str:
+  return ','.join(f'{path}={_format(value)}' for path, value in point.items())
+
+
+def original_key(config: ml_collections.ConfigDict) -> str:
+  """A short hash of the fields that decide a cell's data and original model."""
+  fields = {name: config[name] for name in cell_module.ORIGINAL_FIELDS}
+  text = json.dumps(ml_collections.ConfigDict(fields).to_dict(), sort_keys=True, default=list)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _matches(value, wanted: str) -> bool:
+  if _format(value) == wanted or str(value) == wanted:
+    return True
+  try:
+    return float(value) == float(wanted)
+  except (TypeError, ValueError):
+    return False
+
+
+def select(cells: Sequence[Cell], only: Sequence[str]) -> list[Cell]:
+  """The cells matching every `AXIS=V1,V2` filter of `only`."""
+  axes = list(dict.fromkeys(path for c in cells for path in c.axes))
+  selected = list(cells)
+  for condition in only:
+    axis, sep, wanted = condition.partition('=')
+    if not sep or not wanted:
+      raise ValueError(f'--only={condition!r}: expected AXIS=VALUE[,VALUE...].')
+    if axis not in axes:
+      raise ValueError(f'--only={condition!r}: axis {axis!r} is not in the grid; axes: {axes}.')
+    values = wanted.split(',')
+    selected = [c for c in selected
+                if axis in c.axes and any(_matches(c.axes[axis], v) for v in values)]
+  if not selected:
+    raise ValueError(f'--only {list(only)} selects no cell of the grid.')
+  return selected
+
+
+class _Originals:
+  """Trains (or resumes, or reloads) each original model once; keeps the latest in memory."""
+
+  def __init__(self, workdir: pathlib.Path, mesh, grid: Sequence[Cell]):
+    self.root, self.mesh = workdir / ORIGINALS_DIR, mesh
+    self.rates = {}
+    for cell in grid:  # The ids file holds every rate of the grid, whatever is selected.
+      self.rates.setdefault(cell.original_key, set()).add(cell.config.discovery_rate)
+    self._key, self._prepared, self._splits_key, self._splits = None, None, None, None
+
+  def get(self, cell: Cell) -> tuple[cell_module.Prepared, dict]:
+    key = cell.original_key
+    if key != self._key:
+      config = cell.config
+      splits_key = json.dumps([config.dataset, config.data.to_dict(), config.seed],
+                              sort_keys=True)
+      if splits_key != self._splits_key:
+        self._splits, self._splits_key = None, None  # Free the device copy first.
+        self._splits, self._splits_key = cell_module.load_splits(config), splits_key
+      self._prepared = None
+      directory = self.root / key
+      checkpoints.check_workdir(directory, ml_collections.ConfigDict(
+          {name: config[name] for name in cell_module.ORIGINAL_FIELDS}).to_dict())
+      prepared = cell_module.prepare(config, self.mesh, rates=sorted(self.rates[key]),
+                                     workdir=directory, splits=self._splits)
+      self._key, self._prepared = key, (prepared, _train_record(directory, prepared))
+    return self._prepared
+
+
+def _train_record(directory: pathlib.Path, prepared: cell_module.Prepared) -> dict:
+  """The original's training record, kept from the run that finished it (a reload says 0 s)."""
+  path = directory / TRAIN_RECORD_FILE
+  if path.exists():
+    return json.loads(path.read_text())
+  record = dict(prepared.train_record)
+  run = record['steps_run']
+  # A run resumed after a kill timed only its last part: project it to the whole run.
+  record['wall_time_full_s'] = record['wall_time_s'] * record['steps'] / run if run else None
+  files.write_json_atomic(path, record)
+  return record
+
+
+def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, before: dict,
+            after: dict, unlearned: methods.Unlearned) -> dict:
+  key = cell.original_key
+  return {
+      'cell': cell.key,
+      'axes': cell.axes,
+      'base': cell.base_label,
+      'task': cell.config.task,
+      'discovery_rate': cell.config.discovery_rate,
+      'seed': cell.config.seed,
+      'method': cell.config.method,
+      'variant': cell.variant,
+      'config': cell.config.to_dict(),
+      'original': key,
+      'ids_file': f'{ORIGINALS_DIR}/{key}/{cell_module.IDS_FILE}',
+      'num_forget': len(prepared.record.forget_ids_at(cell.config.discovery_rate)),
+      'before': before,
+      'after': after,
+      'train': train_record,
+      'unlearn': unlearned.record,
+      'model': describe(unlearned.model),
+      'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+      **cell_module.environment(),
+  }
+
+
+def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
+        only: Sequence[str] = ()) -> dict:
+  """Runs every (selected) cell not yet recorded; returns a summary and writes the reports."""
+  from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
+  grid = expand_grid(config)
+  cells = select(grid, only) if only else grid
+  workdir = pathlib.Path(workdir).expanduser().absolute()
+  results_path = workdir / store_module.RESULTS_FILE
+  status = checkpoints.check_workdir(workdir, config.to_dict(), overwrite=overwrite)
+  if status == 'overwrite':
+    results_path.unlink(missing_ok=True)
+  store = store_module.ResultStore(results_path)
+  finished = store.finished_cells()
+  todo = [c for c in cells if c.key not in finished]
+  logging.info('Sweep in %s (%s): %d cells in the grid, %d selected, %d already recorded, %d to '
+               'run, %d original models.', workdir, status, len(grid), len(cells),
+               len(cells) - len(todo), len(todo), len({c.original_key for c in todo}))
+  mesh = sharding.make_mesh()
+  originals = _Originals(workdir, mesh, grid)
+  # Cells that share an original model run back to back: each model is trained once.
+  order = {key: index for index, key in enumerate(dict.fromkeys(c.original_key for c in todo))}
+  todo.sort(key=lambda c: order[c.original_key])
+  with tqdm.tqdm(total=len(cells), initial=len(cells) - len(todo), desc='cells', unit='cell',
+                 dynamic_ncols=True) as progress:
+    for cell in todo:
+      progress.set_postfix_str(cell.key, refresh=True)
+      prepared, train_record = originals.get(cell)
+      before, after, unlearned = cell_module.unlearn_and_evaluate(cell.config, prepared, mesh)
+      store.append(_record(cell, prepared, train_record, before, after, unlearned))
+      progress.update(1)
+  records = store.read()
+  written = reports.write_reports(records, workdir / REPORTS_DIR)
+  return {'summary': reports.summary_table(records), 'results': str(results_path),
+          'reports': [str(p) for p in written], 'ran': len(todo), 'selected': len(cells)}

@@ -1,0 +1,99 @@
+"""Reports from hand-made records: known means, SEMs, best-per-cell picks, preconditions."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rem_jax.experiments import reports, store
+
+
+def _record(method, healed, utility, *, task='poison_trigger', rate=0.5, seed=0, base='plain',
+            variant=None, learned=0.9, original_utility=0.8, wall=10.0, train=100.0):
+  before = {'healed': 0.1, 'utility': original_utility, 'healed_x_utility': 0.1 * 0.8,
+            'poison_success_corrupted': learned, 'corrupted_label_accuracy': learned}
+  return {'cell': f'{base},{method},{variant},{task},{rate},{seed}', 'base': base,
+          'method': method, 'variant': variant or method, 'task': task, 'discovery_rate': rate,
+          'seed': seed, 'original': f'{base}-{task}-{seed}', 'before': before,
+          'after': {'healed': healed, 'utility': utility, 'healed_x_utility': healed * utility},
+          'train': {'wall_time_s': train, 'wall_time_full_s': train},
+          'unlearn': {'wall_time_s': wall, 'wall_time_without_evaluation_s': wall / 2}}
+
+
+def test_mean_sem_known_values():
+  assert reports.mean_sem([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, 0.6454972243679028))
+  mean, sem = reports.mean_sem([5.0])
+  assert mean == 5.0 and math.isnan(sem)
+
+
+def test_pooled_rows_pool_tasks_rates_and_seeds_and_sort_by_hxu():
+  records = [_record('rem', 0.5, 1.0, rate=0.2), _record('rem', 1.0, 1.0, rate=1.0,
+                                                            task='random_label_swap'),
+             _record('npo', 0.2, 0.5, seed=0), _record('npo', 0.4, 0.5, seed=1)]
+  rows = reports.pooled_rows(records)
+  assert [row['method'] for row in rows] == ['rem', 'npo']
+  rem, npo = rows
+  assert rem['runs'] == 2
+  assert rem['healed'] == pytest.approx((75.0, 25.0))        # mean 75, sd 35.36, /sqrt(2)
+  assert rem['healed_x_utility'] == pytest.approx((75.0, 25.0))
+  assert npo['utility'] == pytest.approx((50.0, 0.0))
+  assert npo['healed_x_utility'] == pytest.approx((15.0, 5.0))  # H×U 10 and 20.
+  markdown = reports.table_markdown(rows)
+  assert '| plain | rem | 2 | 75.00 ± 25.00 | 100.00 ± 0.00 | 75.00 ± 25.00 |' in markdown
+  assert 'rem,2,75.0000,25.0000' in reports.table_csv(rows)
+  assert r'rem & 2 & 75.00 $\pm$ 25.00' in reports.table_latex(rows)
+
+
+def test_best_per_cell_keeps_the_best_variant_of_each_cell():
+  records = [_record('scrub', 0.2, 1.0, variant='scrub(alpha=0.01)', seed=0),
+             _record('scrub', 0.6, 1.0, variant='scrub(alpha=10.0)', seed=0),
+             _record('scrub', 0.8, 1.0, variant='scrub(alpha=0.01)', seed=1),
+             _record('scrub', 0.4, 1.0, variant='scrub(alpha=10.0)', seed=1)]
+  rows = reports.pooled_rows(reports.best_per_cell(records))
+  assert len(rows) == 1 and rows[0]['method'] == 'scrub' and rows[0]['runs'] == 2
+  assert rows[0]['healed'] == pytest.approx((70.0, 10.0))  # 0.6 (seed 0) and 0.8 (seed 1).
+
+
+def test_runs_of_originals_that_miss_their_preconditions_are_not_tabulated():
+  floors = reports.Floors(utility_floor=0.5, poison_floor=0.8, memorised_floor=0.5)
+  records = [_record('rem', 0.9, 0.9),
+             _record('rem', 0.1, 0.9, task='random_label_swap', learned=0.05),
+             _record('rem', 0.1, 0.9, seed=1, original_utility=0.3)]
+  kept = reports.passing(records, floors)
+  assert [r['task'] for r in kept] == ['poison_trigger'] and kept[0]['seed'] == 0
+  text = reports.preconditions_markdown(records, floors)
+  assert text.count('**no**: not tabulated') == 2
+  assert '| plain | random_label_swap | 0 | 80.00 | 5.00 (corrupted_label_accuracy) |' in text
+
+
+def test_heatmap_grid_has_a_no_unlearning_column_and_regularity_rows():
+  records = [_record('rem', 0.5, 1.0, rate=0.2), _record('rem', 1.0, 1.0, rate=1.0),
+             _record('rem', 0.5, 0.5, rate=1.0, task='random_label_swap')]
+  grid, rates = reports.heatmap_grid(records)
+  assert rates == [0.2, 1.0]
+  np.testing.assert_allclose(grid[0], [8.0, 50.0, 100.0])   # poison: the high-regularity row.
+  assert np.isnan(grid[1]).all()                             # No inter-class runs.
+  np.testing.assert_allclose(grid[2], [8.0, np.nan, 25.0])
+
+
+def test_costs_are_relative_to_training():
+  rows = reports.cost_rows([_record('rem', 0.5, 1.0, wall=10.0, train=100.0),
+                            _record('rem', 0.5, 1.0, wall=30.0, train=100.0, seed=1)])
+  assert rows[0]['percent_of_training'] == pytest.approx(20.0)
+  assert rows[0]['percent_without_evaluation'] == pytest.approx(10.0)
+  assert rows[0]['paper_percent'] == 10.7
+
+
+def test_write_reports_writes_every_file_from_the_records(tmp_path):
+  records = [_record('rem', 0.9, 0.9, rate=r) for r in (0.2, 1.0)]
+  records += [_record('scrub', 0.5, 0.9, rate=0.2, variant=f'scrub(alpha={a})') for a in (1, 2)]
+  results = store.ResultStore(tmp_path / 'results.jsonl')
+  for record in records:
+    results.append(record)
+  written = reports.write_reports(results.read(), tmp_path / 'reports')
+  names = sorted(path.name for path in written)
+  for expected in ('table.md', 'table.csv', 'table.tex', 'table_best.md', 'costs.md',
+                   'preconditions.md', 'heatmaps.png', 'heatmap_plain_rem.png'):
+    assert expected in names
+  assert (tmp_path / 'reports' / 'heatmaps.png').read_bytes()[:4] == b'\x89PNG'
+

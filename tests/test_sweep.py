@@ -1,0 +1,200 @@
+"""The sweep runner: grid expansion, the original-model cache, resumption and bad input."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import ml_collections
+import pytest
+
+from configs import mini_cifar10, paper_resnet9_cifar10, sweeps
+from rem_jax.experiments import store, sweep
+from tests import sweep_config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _keys(records):
+  return sorted(record['cell'] for record in records)
+
+
+@pytest.fixture(scope='module')
+def finished_sweep(tmp_path_factory):
+  """The tiny grid run once, uninterrupted."""
+  workdir = tmp_path_factory.mktemp('sweep')
+  summary = sweep.run(sweep_config.get_config(), workdir)
+  return workdir, summary, store.ResultStore(workdir / store.RESULTS_FILE).read()
+
+
+def test_every_cell_is_recorded_once_with_its_config_ids_and_metrics(finished_sweep):
+  workdir, summary, records = finished_sweep
+  cells = sweep.expand_grid(sweep_config.get_config())
+  assert len(cells) == 8 and summary['ran'] == 8
+  assert _keys(records) == sorted(cell.key for cell in cells)
+  for record in records:
+    config = record['config']
+    assert record['seed'] == config['seed'] and record['method'] == config['method']
+    assert record['discovery_rate'] == config['discovery_rate']
+    ids = json.loads((workdir / record['ids_file']).read_text())
+    assert ids['seed'] == record['seed']
+    assert record['num_forget'] == round(16 * record['discovery_rate'])
+    assert 0 <= record['after']['healed_x_utility'] <= 1
+    assert record['unlearn']['wall_time_s'] >= 0 and record['train']['wall_time_s'] > 0
+    assert record['versions']['jax'] and record['device']
+  # No UL returns the original model: its metrics after equal those before.
+  for record in records:
+    if record['method'] == 'no_ul':
+      assert record['after'] == record['before']
+  assert (workdir / 'reports' / 'preconditions.md').exists()
+
+
+def test_two_seeds_train_two_original_models_once_each(finished_sweep):
+  workdir, _, records = finished_sweep
+  originals = sorted(p.name for p in (workdir / sweep.ORIGINALS_DIR).iterdir())
+  assert len(originals) == 2
+  assert sorted({record['original'] for record in records}) == originals
+  by_seed = {record['seed']: record['original'] for record in records}
+  assert by_seed[0] != by_seed[1]
+  # Every cell of one seed starts from the same trained model (same metrics before).
+  for seed in (0, 1):
+    befores = {json.dumps(r['before']['utility']) for r in records if r['seed'] == seed}
+    assert len(befores) == 1
+
+
+def test_a_rerun_records_nothing_new(finished_sweep):
+  workdir, _, records = finished_sweep
+  summary = sweep.run(sweep_config.get_config(), workdir)
+  assert summary['ran'] == 0
+  assert store.ResultStore(workdir / store.RESULTS_FILE).read() == records
+
+
+def test_only_selects_cells_and_a_run_fills_in_the_rest(tmp_path, finished_sweep):
+  _, _, complete = finished_sweep
+  config = sweep_config.get_config()
+  summary = sweep.run(config, tmp_path, only=['method=npo', 'discovery_rate=1'])
+  assert summary['ran'] == 2
+  records = store.ResultStore(tmp_path / store.RESULTS_FILE).read()
+  assert {(r['method'], r['discovery_rate']) for r in records} == {('npo', 1.0)}
+  assert sweep.run(config, tmp_path)['ran'] == 6
+  records = store.ResultStore(tmp_path / store.RESULTS_FILE).read()
+  assert _keys(records) == _keys(complete)
+  # Same seeds, same cells: the same numbers as the uninterrupted run.
+  by_key = {r['cell']: r['after'] for r in complete}
+  for record in records:
+    assert record['after'] == pytest.approx(by_key[record['cell']], abs=1e-6), record['cell']
+
+
+def test_a_sweep_killed_mid_grid_resumes_to_the_same_records(tmp_path, finished_sweep):
+  _, _, complete = finished_sweep
+  command = [sys.executable, str(ROOT / 'launch.py'), f'--config={ROOT}/tests/sweep_config.py',
+             f'--workdir={tmp_path}']
+  results = tmp_path / store.RESULTS_FILE
+  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    if results.exists() and len(results.read_text().splitlines()) >= 3:
+      break
+    time.sleep(0.05)
+  assert process.poll() is None, 'the sweep finished before it could be killed'
+  os.kill(process.pid, signal.SIGKILL)
+  process.wait()
+  # The kill may have cut a record short: the restart must cope with a torn last line too.
+  with open(results, 'ab') as f:
+    f.write(b'{"cell": "torn')
+  killed_with = len(store.ResultStore(results).read()) if results.exists() else 0
+  assert 3 <= killed_with < 8
+  finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert finished.returncode == 0, finished.stderr[-2000:]
+  records = store.ResultStore(results).read()
+  assert _keys(records) == _keys(complete)
+  by_key = {r['cell']: r['after'] for r in complete}
+  for record in records:
+    assert record['after'] == pytest.approx(by_key[record['cell']], abs=1e-6), record['cell']
+
+
+# ---- Grid expansion and bad input --------------------------------------------------------------
+
+
+def test_method_axes_multiply_only_their_method():
+  config = sweeps.sweep_config(sweeps.cell_config(), {'method': ('no_ul', 'scrub'),
+                                                      'discovery_rate': (0.5,)},
+                               method_axes={'scrub': {'alpha': (0.01, 10.0)}})
+  cells = sweep.expand_grid(config)
+  assert [cell.variant for cell in cells] == ['no_ul', 'scrub(alpha=0.01)', 'scrub(alpha=10.0)']
+  assert [cell.config.methods.scrub.alpha for cell in cells[1:]] == [0.01, 10.0]
+  # Hyperparameters do not change the original model: one training run for all three.
+  assert len({cell.original_key for cell in cells}) == 1
+
+
+def test_base_presets_set_capacity_and_masks():
+  config = sweeps.sweep_config(sweeps.cell_config(), {'base': ('plain', 'etd', 'full')})
+  cells = {cell.base_label: cell.config for cell in sweep.expand_grid(config)}
+  assert (cells['plain'].base, cells['plain'].model.capacity) == ('plain', 0.5)
+  assert (cells['etd'].base, cells['etd'].model.expansion) == ('etd', 0.5)
+  assert (cells['full'].base, cells['full'].model.capacity) == ('plain', 1.0)
+
+
+def test_paper_and_mini_configs_expand():
+  assert len(sweep.expand_grid(paper_resnet9_cifar10.get_config('table1'))) == (
+      3 * 3 * 10 * 2 * 9)
+  mini = sweep.expand_grid(mini_cifar10.get_config())
+  assert len(mini) == 3 * 9 and len({cell.original_key for cell in mini}) == 1
+  with pytest.raises(ValueError, match="argument 'fast' is unknown"):
+    mini_cifar10.get_config('fast')
+
+
+def _tiny(axes, method_axes=None):
+  return sweeps.sweep_config(sweeps.cell_config(), axes, method_axes)
+
+
+@pytest.mark.parametrize('axes, method_axes, message', [
+    ({'task': ('poison', )}, None, r"task='poison' is unknown; allowed: \['random_label_swap'"),
+    ({'method': ('rem', 'magic')}, None, r"method='magic' is not a registered method; allowed: \["),
+    ({'base': ('tiny',)}, None, r"axis base: \['tiny'\] unknown; allowed: \['etd', 'full', "
+                                r"'plain'\]"),
+    ({'discovery_rate': (0.0,)}, None, r'discovery rate=0.0 must lie in \(0, 1\]'),
+    ({'colour': ('red',)}, None, "axis colour: the cell config has no field 'colour'"),
+    ({'model': {'depth': (3,)}}, None, "axis model.depth: model has no field 'depth'"),
+    ({'seed': ()}, None, 'the grid is empty: axis seed has no values'),
+    ({'methods': {'rem': {'epochs': (1,)}}}, None, 'per-method settings go in method_axes.rem'),
+    ({'method': ('npo',)}, {'scrub': {'alpha': (1.0,)}}, "'scrub' is not among the grid's"),
+    ({'method': ('scrub',)}, {'scrub': {'beta': (1.0,)}}, 'method_axes.scrub.beta is not a '
+                                                          'setting of scrub'),
+])
+def test_bad_axes_are_named(axes, method_axes, message):
+  with pytest.raises(ValueError, match=message):
+    sweep.expand_grid(_tiny(axes, method_axes))
+
+
+def test_bad_filters_are_named():
+  cells = sweep.expand_grid(_tiny({'method': ('no_ul', 'npo')}))
+  with pytest.raises(ValueError, match=r"axis 'task' is not in the grid; axes: \['method'\]"):
+    sweep.select(cells, ['task=poison_trigger'])
+  with pytest.raises(ValueError, match='selects no cell'):
+    sweep.select(cells, ['method=rem'])
+  assert [c.key for c in sweep.select(cells, ['method=npo'])] == ['method=npo']
+
+
+def test_a_workdir_of_another_sweep_is_refused(tmp_path):
+  config = sweep_config.get_config()
+  sweep.run(config, tmp_path, only=['seed=0', 'discovery_rate=0.5', 'method=no_ul'])
+  other = ml_collections.ConfigDict(config.to_dict())
+  other.axes.seed = (0, 1, 2)
+  with pytest.raises(ValueError, match=r'holds a run of another config \(fields that differ: '
+                                       r'axes.seed'):
+    sweep.run(other, tmp_path)
+
+
+def test_the_cli_runs_a_sweep_cell_and_rejects_a_bad_filter(tmp_path):
+  command = [sys.executable, 'launch.py', '--config=tests/sweep_config.py',
+             f'--workdir={tmp_path}']
+  bad = subprocess.run(command + ['--only=colour=red'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith(
+      "launch.py: error: --only='colour=red': axis 'colour' is not in the grid")
