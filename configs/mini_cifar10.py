@@ -17,8 +17,8 @@ swapped labels (0.05), so the label-swap tasks' preconditions fail; `:swaps` add
 2,000-image subset trained for 100 epochs (unverified: the reports check and show whether
 their preconditions hold). The reports leave out any task whose precondition fails.
 
-Arguments (`--config=configs/mini_cifar10.py:ARG`): `swaps` (all three tasks at the smaller
-size), `runlocal` (a smoke run on the built-in shapes data, a few minutes).
+Arguments (`--config=configs/mini_cifar10.py:ARG`, combinable): `swaps` (all three tasks at
+the smaller size), `runlocal` (a smoke run on the built-in shapes data, a few minutes).
 """
 
 import pathlib
@@ -30,13 +30,14 @@ METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'p
 
 
 def get_config(arg: str = ''):
+  parts = sweeps.parse_arg(arg, ('swaps', 'runlocal'), 'configs/mini_cifar10.py')
   cell = sweeps.cell_config(**{
       'dataset': 'cifar10', 'data.path': str(MIRROR), 'data.num_train': 10_000,
       'data.num_test': 2_000, 'num_corrupted': 200, 'model.width_multiplier': 0.25,
       'train.steps': 1170, 'train.batch_size': 256, 'train.learning_rate': 0.05,
       'train.checkpoint_every': 234, 'eval_batch_size': 500})
   tasks = ('poison_trigger',)
-  if arg in ('swaps',):
+  if 'swaps' in parts:
     tasks = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
     cell.data.num_train = 2_000
     cell.num_corrupted = 100
@@ -45,9 +46,4 @@ def get_config(arg: str = ''):
   config = sweeps.sweep_config(cell, {
       'seed': (0,), 'base': ('plain',), 'task': tasks, 'discovery_rate': (0.2, 0.5, 1.0),
       'method': METHODS})
-  if arg == 'runlocal':
-    return sweeps.runlocal(config)
-  if arg not in ('', 'swaps'):
-    raise ValueError(f'configs/mini_cifar10.py: argument {arg!r} is unknown; allowed: '
-                     "'', 'swaps', 'runlocal'.")
-  return config
+  return sweeps.runlocal(config) if 'runlocal' in parts else config

@@ -23,11 +23,7 @@ METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'p
 
 
 def get_config(arg: str = ''):
-  parts = [part for part in arg.split(',') if part]
-  unknown = sorted(set(parts) - {'table7', 'runlocal'})
-  if unknown:
-    raise ValueError(f'configs/paper_imagenette.py: arguments {unknown} are unknown; allowed: '
-                     'table7, runlocal.')
+  parts = sweeps.parse_arg(arg, ('table7', 'runlocal'), 'configs/paper_imagenette.py')
   cell = sweeps.cell_config(**{
       'dataset': 'imagenette', 'data.image_size': 32, 'data.num_train': 0,
       'data.num_test': 0, 'num_corrupted': 100, 'model.width_multiplier': 1.0,

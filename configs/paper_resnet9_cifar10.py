@@ -36,6 +36,7 @@ RATES = tuple(round(0.1 * i, 1) for i in range(1, 11))
 SEEDS = (0, 1, 2)
 TABLE1 = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion', 'rem')
 TABLE2 = ('rem', 'rem_no_redirect', 'rem_no_remove')
+STUDIES = ('table1', 'table2', 'table4', 'capacity', 'mask5')
 
 
 def cell():
@@ -51,12 +52,8 @@ def cell():
 
 
 def get_config(arg: str = ''):
-  parts = [part for part in arg.split(',') if part]
-  unknown = sorted(set(parts) - {'table1', 'table2', 'table4', 'capacity', 'mask5', 'runlocal'})
-  if unknown:
-    raise ValueError(f'configs/paper_resnet9_cifar10.py: arguments {unknown} are unknown; '
-                     "allowed: table1, table2, table4, capacity, mask5, runlocal.")
-  study = [part for part in parts if part != 'runlocal']
+  parts = sweeps.parse_arg(arg, STUDIES + ('runlocal',), 'configs/paper_resnet9_cifar10.py')
+  study = sorted(parts - {'runlocal'})
   if len(study) > 1:
     raise ValueError(f'configs/paper_resnet9_cifar10.py: one study at a time, got {study}.')
   study = study[0] if study else 'all'

@@ -45,11 +45,7 @@ def cell():
 
 
 def get_config(arg: str = ''):
-  parts = [part for part in arg.split(',') if part]
-  unknown = sorted(set(parts) - {'table5', 'runlocal'})
-  if unknown:
-    raise ValueError(f'configs/paper_vit_svhn.py: arguments {unknown} are unknown; allowed: '
-                     'table5, runlocal.')
+  parts = sweeps.parse_arg(arg, ('table5', 'runlocal'), 'configs/paper_vit_svhn.py')
   bases = ('plain', 'etd', 'full') if 'table5' in parts else ('plain', 'etd')
   config = sweeps.sweep_config(
       cell(), {'seed': (0, 1, 2), 'task': TASKS, 'discovery_rate': RATES, 'base': bases,

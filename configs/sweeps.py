@@ -11,6 +11,16 @@ import ml_collections
 from configs import quickstart
 
 
+def parse_arg(arg: str, allowed, config_file: str) -> set[str]:
+  """The comma-separated arguments of `--config=FILE:ARG`; an unknown one is an error."""
+  parts = {part for part in arg.split(',') if part}
+  unknown = sorted(parts - set(allowed))
+  if unknown:
+    raise ValueError(f'{config_file}: arguments {unknown} are unknown; allowed: '
+                     f'{sorted(allowed)}.')
+  return parts
+
+
 def cell_config(**overrides) -> ml_collections.ConfigDict:
   """The quickstart cell with dotted-field `overrides` (`{'model.capacity': 1.0}`)."""
   config = quickstart.get_config()

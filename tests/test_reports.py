@@ -20,6 +20,20 @@ def _record(method, healed, utility, *, task='poison_trigger', rate=0.5, seed=0,
           'unlearn': {'wall_time_s': wall, 'wall_time_without_evaluation_s': wall / 2}}
 
 
+def test_the_store_ignores_a_torn_last_line_and_cuts_it_off_before_appending(tmp_path):
+  results = store.ResultStore(tmp_path / 'results.jsonl')
+  results.append({'cell': 'a'})
+  with open(results.path, 'ab') as f:
+    f.write(b'{"cell": "b", "after": {"hea')  # A kill in the middle of a write.
+  with pytest.warns(store.CorruptRecordWarning, match='its last line is not a complete'):
+    assert results.read() == [{'cell': 'a'}]
+  with pytest.warns(store.CorruptRecordWarning, match='removing a truncated last line'):
+    results.append({'cell': 'c'})
+  assert results.read() == [{'cell': 'a'}, {'cell': 'c'}]
+  assert results.path.read_text() == '{"cell": "a"}\n{"cell": "c"}\n'
+  assert results.finished_cells() == {'a', 'c'}
+
+
 def test_mean_sem_known_values():
   assert reports.mean_sem([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, 0.6454972243679028))
   mean, sem = reports.mean_sem([5.0])

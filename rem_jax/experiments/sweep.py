@@ -27,6 +27,7 @@ fields are named) unless `overwrite`. `only` runs a subset of the cells (`['meth
 
 import dataclasses
 import hashlib
+import copy
 import itertools
 import json
 import pathlib
@@ -65,29 +66,41 @@ class Cell:
   """One point of the grid.
 
   Attributes:
-    key: its name, the axis values in axis order (`seed=0,base=plain,method=rem`).
+    key: its name, the axis values in axis order (`base=plain,discovery_rate=0.5,method=rem`).
     axes: {axis: value} of this cell (dotted paths for nested fields).
-    config: the resolved cell config.
+    settings: the resolved cell config as a plain dict (`config` builds the ConfigDict).
   """
   key: str
   axes: dict
-  config: ml_collections.ConfigDict
+  settings: dict
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(self.settings)
+
+  @property
+  def method(self) -> str:
+    return self.settings['method']
+
+  @property
+  def discovery_rate(self) -> float:
+    return self.settings['discovery_rate']
 
   @property
   def original_key(self) -> str:
-    return original_key(self.config)
+    return original_key(self.settings)
 
   @property
   def base_label(self) -> str:
-    return str(self.axes.get('base', self.config.base))
+    return str(self.axes.get('base', self.settings['base']))
 
   @property
   def variant(self) -> str:
     """The method with its method-axis settings: 'scrub(alpha=0.1)', or just 'rem'."""
-    prefix = f'methods.{self.config.method}.'
+    prefix = f'methods.{self.method}.'
     settings = [f'{path[len(prefix):]}={_format(value)}' for path, value in self.axes.items()
                 if path.startswith(prefix)]
-    return f'{self.config.method}({",".join(settings)})' if settings else self.config.method
+    return f'{self.method}({",".join(settings)})' if settings else self.method
 
 
 def _format(value) -> str:
@@ -108,23 +121,27 @@ def _flatten_axes(axes: Mapping, prefix: str = '') -> list[tuple[str, list]]:
   return flat
 
 
-def _set(config: ml_collections.ConfigDict, path: str, value, what: str) -> None:
-  """Sets the dotted field `path` of `config`; an unknown field is an error naming the allowed."""
+def _set(settings: dict, path: str, value, what: str) -> None:
+  """Sets the dotted field `path` of a nested config dict; an unknown field or a value of
+  another type is an error naming the allowed fields or the expected type."""
   *parents, leaf = path.split('.')
-  node = config
+  node = settings
   for depth, part in enumerate(parents):
-    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+    if not isinstance(node.get(part), dict):
       where = '.'.join(parents[:depth]) or 'the cell config'
-      raise ValueError(f'{what} {path}: {where} has no section {part!r}; sections: '
-                       f'{sorted(k for k in node if isinstance(node[k], ml_collections.ConfigDict))}.')
+      raise ValueError(f'{what}: {where} has no section {part!r}; sections: '
+                       f'{sorted(k for k, v in node.items() if isinstance(v, dict))}.')
     node = node[part]
   if leaf not in node:
     where = '.'.join(parents) or 'the cell config'
-    raise ValueError(f'{what} {path}: {where} has no field {leaf!r}; allowed: {sorted(node)}.')
-  try:
-    node[leaf] = tuple(value) if isinstance(value, list) else value
-  except TypeError as error:  # ml_collections' type check.
-    raise ValueError(f'{what} {path}={value!r}: {error}') from None
+    raise ValueError(f'{what}: {where} has no field {leaf!r}; allowed: {sorted(node)}.')
+  old = node[leaf]
+  sequences = (list, tuple)
+  if not (old is None or value is None or isinstance(value, type(old))
+          or (isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool))
+          or (isinstance(old, sequences) and isinstance(value, sequences))):
+    raise ValueError(f'{what}: {path} expects a {type(old).__name__}, got {value!r}.')
+  node[leaf] = float(value) if isinstance(old, float) else value
 
 
 def check_sweep_config(config: ml_collections.ConfigDict) -> None:
@@ -135,10 +152,29 @@ def check_sweep_config(config: ml_collections.ConfigDict) -> None:
                      f'{"unknown" if unknown else "missing"}; a sweep has {list(SWEEP_FIELDS)}.')
 
 
-def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
-  """Every cell of a sweep config, validated (a bad value names its axis and the allowed)."""
-  check_sweep_config(config)
-  axes = _flatten_axes(config.axes.to_dict())
+def _overrides(path: str, value) -> list[tuple[str, object]]:
+  """The (field, value) pairs one axis value sets (a base preset sets several)."""
+  if path == 'base':
+    return list(BASE_PRESETS[value].items())
+  return [(path, value)]
+
+
+def _resolve(cell: dict, pairs, what: str) -> dict:
+  settings = copy.deepcopy(cell)
+  for path, value in pairs:
+    _set(settings, path, value, what)
+  return settings
+
+
+def _check(settings: dict, what: str) -> None:
+  try:
+    cell_module.check_config(ml_collections.ConfigDict(settings))
+  except ValueError as error:
+    raise ValueError(f'{what}: {error}') from None
+
+
+def _check_axes(axes, method_axes: dict, grid_methods) -> None:
+  """The axes' names and values, each checked once against the shared cell."""
   for path, values in axes:
     if path.split('.')[0] in _NOT_AXES and path != 'base':
       raise ValueError(f'axis {path}: per-method settings go in method_axes.'
@@ -147,18 +183,15 @@ def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
       raise ValueError(f'the grid is empty: axis {path} has no values.')
     if len(set(map(_format, values))) != len(values):
       raise ValueError(f'axis {path} repeats a value: {values}.')
-  names = [path for path, _ in axes]
-  if 'base' in names:
-    unknown = [v for v in dict(axes)['base'] if v not in BASE_PRESETS]
-    if unknown:
-      raise ValueError(f'axis base: {unknown} unknown; allowed: {sorted(BASE_PRESETS)}.')
-  method_axes = config.method_axes.to_dict()
-  grid_methods = dict(axes).get('method', [config.cell.method])
+    if path == 'base':
+      unknown = [v for v in values if v not in BASE_PRESETS]
+      if unknown:
+        raise ValueError(f'axis base: {unknown} unknown; allowed: {sorted(BASE_PRESETS)}.')
   for name, settings in method_axes.items():
     methods.get_method(name)
     if name not in grid_methods:
       raise ValueError(f'method_axes.{name}: {name!r} is not among the grid\'s methods '
-                       f'{grid_methods}.')
+                       f'{list(grid_methods)}.')
     allowed = methods.default_config(name)
     for setting, values in _flatten_axes(settings):
       if setting not in allowed:
@@ -167,29 +200,42 @@ def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
       if not values:
         raise ValueError(f'the grid is empty: method_axes.{name}.{setting} has no values.')
 
+
+def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
+  """Every cell of a sweep config, validated: a bad value names its axis and the allowed ones.
+
+  Each axis value is checked once against the shared cell (`cell.check_config`), so a grid of
+  thousands of cells expands in a second; combinations are checked again when a cell runs.
+  """
+  check_sweep_config(config)
+  cell = config.cell.to_dict()
+  axes = _flatten_axes(config.axes.to_dict())
+  method_axes = {name: _flatten_axes(settings)
+                 for name, settings in config.method_axes.to_dict().items()}
+  grid_methods = dict(axes).get('method', [cell['method']])
+  _check_axes(axes, config.method_axes.to_dict(), grid_methods)
+  for path, values in axes:
+    for value in values:
+      what = f'axis {path}={_format(value)}'
+      _check(_resolve(cell, _overrides(path, value), what), what)
+  for name, settings in method_axes.items():
+    for setting, values in settings:
+      for value in values:
+        what = f'method_axes.{name}.{setting}={_format(value)}'
+        _check(_resolve(cell, [('method', name), (f'methods.{name}.{setting}', value)], what),
+               what)
+
   cells = []
   for values in itertools.product(*(values for _, values in axes)):
-    point = dict(zip(names, values))
-    config_ = ml_collections.ConfigDict(config.cell.to_dict())
-    for path, value in point.items():
-      if path == 'base':
-        for field, preset_value in BASE_PRESETS[value].items():
-          _set(config_, field, preset_value, f'axis base={value} sets')
-      else:
-        _set(config_, path, value, 'axis')
-    extra = [[(f'methods.{config_.method}.{s}', v) for v in vs]
-             for s, vs in _flatten_axes(method_axes.get(config_.method, {}))]
+    point = dict(zip((path for path, _ in axes), values))
+    pairs = [pair for path, value in point.items() for pair in _overrides(path, value)]
+    method = dict(pairs).get('method', cell['method'])
+    extra = [[(f'methods.{method}.{setting}', value) for value in values]
+             for setting, values in method_axes.get(method, [])]
     for settings in itertools.product(*extra):
-      resolved = ml_collections.ConfigDict(config_.to_dict())
-      full_point = dict(point)
-      for path, value in settings:
-        _set(resolved, path, value, 'method axis')
-        full_point[path] = value
-      try:
-        cell_module.check_config(resolved)
-      except ValueError as error:
-        raise ValueError(f'cell {_key(full_point)}: {error}') from None
-      cells.append(Cell(_key(full_point), full_point, resolved))
+      full_point = {**point, **dict(settings)}
+      cells.append(Cell(_key(full_point), full_point,
+                        _resolve(cell, pairs + list(settings), f'cell {_key(full_point)}')))
   if not cells:
     raise ValueError('the grid is empty.')
   return cells
@@ -199,10 +245,17 @@ def _key(point: Mapping) -> str:
   return ','.join(f'{path}={_format(value)}' for path, value in point.items())
 
 
-def original_key(config: ml_collections.ConfigDict) -> str:
-  """A short hash of the fields that decide a cell's data and original model."""
-  fields = {name: config[name] for name in cell_module.ORIGINAL_FIELDS}
-  text = json.dumps(ml_collections.ConfigDict(fields).to_dict(), sort_keys=True, default=list)
+def original_fields(settings: Mapping) -> dict:
+  """The fields that decide a cell's data and original model, JSON-normalised."""
+  fields = {name: settings[name] for name in cell_module.ORIGINAL_FIELDS}
+  if isinstance(settings, ml_collections.ConfigDict):
+    fields = ml_collections.ConfigDict(fields).to_dict()
+  return json.loads(json.dumps(fields, sort_keys=True))
+
+
+def original_key(settings: Mapping) -> str:
+  """A short hash of `original_fields`: cells with the same key share one trained model."""
+  text = json.dumps(original_fields(settings), sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -240,7 +293,7 @@ class _Originals:
     self.root, self.mesh = workdir / ORIGINALS_DIR, mesh
     self.rates = {}
     for cell in grid:  # The ids file holds every rate of the grid, whatever is selected.
-      self.rates.setdefault(cell.original_key, set()).add(cell.config.discovery_rate)
+      self.rates.setdefault(cell.original_key, set()).add(cell.discovery_rate)
     self._key, self._prepared, self._splits_key, self._splits = None, None, None, None
 
   def get(self, cell: Cell) -> tuple[cell_module.Prepared, dict]:
@@ -254,8 +307,7 @@ class _Originals:
         self._splits, self._splits_key = cell_module.load_splits(config), splits_key
       self._prepared = None
       directory = self.root / key
-      checkpoints.check_workdir(directory, ml_collections.ConfigDict(
-          {name: config[name] for name in cell_module.ORIGINAL_FIELDS}).to_dict())
+      checkpoints.check_workdir(directory, original_fields(cell.settings))
       prepared = cell_module.prepare(config, self.mesh, rates=sorted(self.rates[key]),
                                      workdir=directory, splits=self._splits)
       self._key, self._prepared = key, (prepared, _train_record(directory, prepared))
@@ -282,15 +334,15 @@ def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, befo
       'cell': cell.key,
       'axes': cell.axes,
       'base': cell.base_label,
-      'task': cell.config.task,
-      'discovery_rate': cell.config.discovery_rate,
-      'seed': cell.config.seed,
-      'method': cell.config.method,
+      'task': cell.settings['task'],
+      'discovery_rate': cell.discovery_rate,
+      'seed': cell.settings['seed'],
+      'method': cell.method,
       'variant': cell.variant,
-      'config': cell.config.to_dict(),
+      'config': cell.settings,
       'original': key,
       'ids_file': f'{ORIGINALS_DIR}/{key}/{cell_module.IDS_FILE}',
-      'num_forget': len(prepared.record.forget_ids_at(cell.config.discovery_rate)),
+      'num_forget': len(prepared.record.forget_ids_at(cell.discovery_rate)),
       'before': before,
       'after': after,
       'train': train_record,
@@ -327,8 +379,10 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                  dynamic_ncols=True) as progress:
     for cell in todo:
       progress.set_postfix_str(cell.key, refresh=True)
+      config_ = cell.config
+      cell_module.check_config(config_)  # The combination (each value was checked alone).
       prepared, train_record = originals.get(cell)
-      before, after, unlearned = cell_module.unlearn_and_evaluate(cell.config, prepared, mesh)
+      before, after, unlearned = cell_module.unlearn_and_evaluate(config_, prepared, mesh)
       store.append(_record(cell, prepared, train_record, before, after, unlearned))
       progress.update(1)
   records = store.read()
