@@ -13,6 +13,7 @@ import pytest
 
 from configs import mini_cifar10, paper_imagenette, paper_resnet9_cifar10, paper_vit_svhn
 from configs import sweeps
+from rem_jax import training
 from rem_jax.experiments import store, sweep
 from tests import sweep_config
 
@@ -117,6 +118,26 @@ def test_a_sweep_killed_mid_grid_resumes_to_the_same_records(tmp_path, finished_
   by_key = {r['cell']: r['after'] for r in complete}
   for record in records:
     assert record['after'] == pytest.approx(by_key[record['cell']], abs=1e-6), record['cell']
+
+
+def test_a_diverged_method_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+  real = sweep.cell_module.unlearn_and_evaluate
+
+  def diverging(config, prepared, mesh):
+    if config.method == 'npo':
+      raise training.NonFiniteLossError('npo: non-finite loss in epoch 1; lower its '
+                                        'learning_rate.')
+    return real(config, prepared, mesh)
+
+  monkeypatch.setattr(sweep.cell_module, 'unlearn_and_evaluate', diverging)
+  summary = sweep.run(sweep_config.get_config(), tmp_path, only=['seed=0', 'discovery_rate=1'])
+  assert summary['ran'] == 2
+  records = {r['method']: r for r in store.ResultStore(tmp_path / store.RESULTS_FILE).read()}
+  assert records['npo']['error'].startswith('npo: non-finite loss') and 'after' not in records[
+      'npo']
+  assert 'after' in records['no_ul']
+  assert 'npo' in (tmp_path / 'reports' / 'failures.md').read_text()
+  assert sweep.run(sweep_config.get_config(), tmp_path, only=['seed=0'])['ran'] == 2  # Not retried.
 
 
 # ---- Grid expansion and bad input --------------------------------------------------------------

@@ -15,7 +15,8 @@ accuracy on D_c against the corrupted labels ≥ `memorised_floor`. Runs of a fa
 are listed in the preconditions table and left out of every other table and figure.
 
 Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` (when some method has
-hyperparameter variants), `preconditions.md`, `costs.{md,csv}` (unlearning wall time relative to
+hyperparameter variants), `preconditions.md`, `failures.md` (cells whose method diverged: left
+out of everything else), `costs.{md,csv}` (unlearning wall time relative to
 training, the paper's A.8 next to it), `heatmap_<base>_<variant>.png` and `heatmaps.png`
 (regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
 `dynamics_<base>_<variant>_<task>.png` (REM's Fig. 5).
@@ -240,11 +241,13 @@ def heatmap_grid(records: Sequence[dict]) -> tuple[np.ndarray, list[float]]:
 
 
 def _draw_heatmap(axes, grid: np.ndarray, rates: Sequence[float], title: str) -> None:
-  axes.imshow(np.ma.masked_invalid(grid), cmap='viridis', vmin=0, vmax=100, aspect='auto')
+  colours = matplotlib.colormaps['viridis'].copy()
+  colours.set_bad('0.88')  # Not run (or left out by its preconditions): light grey.
+  axes.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect='auto')
   for (row, column), value in np.ndenumerate(grid):
     text = 'n/a' if np.isnan(value) else f'{value:.0f}'
-    axes.text(column, row, text, ha='center', va='center', fontsize=7,
-              color='white' if np.isnan(value) or value < 60 else 'black')
+    colour = '0.4' if np.isnan(value) else 'white' if value < 60 else 'black'
+    axes.text(column, row, text, ha='center', va='center', fontsize=7, color=colour)
   axes.set_xticks(range(1 + len(rates)), ['no UL'] + [f'{r:g}' for r in rates], fontsize=7)
   axes.set_yticks(range(len(TASK_ROWS)), [label for _, label in TASK_ROWS], fontsize=7)
   axes.set_xlabel('discovery rate', fontsize=7)
@@ -309,8 +312,24 @@ def write_dynamics(records: Sequence[dict], outdir: pathlib.Path) -> list[pathli
 # ---- Everything --------------------------------------------------------------------------------
 
 
+def failures(records: Sequence[dict]) -> list[dict]:
+  """The records of cells whose method diverged (an 'error', no metrics)."""
+  return [r for r in records if 'error' in r]
+
+
+def completed(records: Sequence[dict]) -> list[dict]:
+  return [r for r in records if 'error' not in r]
+
+
+def failures_markdown(records: Sequence[dict]) -> str:
+  lines = ['| cell | error |', '|---|---|']
+  lines += [f'| {r["cell"]} | {r["error"]} |' for r in failures(records)]
+  return '\n'.join(lines) + '\n'
+
+
 def summary_table(records: Sequence[dict], floors: Floors = Floors()) -> str:
   """The pooled table of the runs that meet their preconditions, as Markdown."""
+  records = completed(records)
   kept = passing(records, floors)
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
@@ -329,6 +348,9 @@ def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
     files.write_atomic(path, lambda f: f.write(content.encode('utf-8')))
     written.append(path)
 
+  if failures(records):
+    text('failures.md', failures_markdown(records))
+  records = completed(records)
   if not records:
     return written
   text('preconditions.md', preconditions_markdown(records, floors))

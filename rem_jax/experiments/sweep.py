@@ -20,7 +20,8 @@ record to `<workdir>/results.jsonl`.
 
 Nothing is lost: original models are checkpointed and resume after a kill; a record is one
 fsynced line; a re-run skips the cells already recorded, so a kill at any moment costs at most
-the cell in flight. A workdir holding another sweep config's results is refused (the differing
+the cell in flight. A method that diverges (a NaN loss) is recorded with its `error` and no
+metrics, and the sweep goes on; the reports list such cells and leave them out. A workdir holding another sweep config's results is refused (the differing
 fields are named) unless `overwrite`. `only` runs a subset of the cells (`['method=rem,npo',
 'discovery_rate=0.5']`).
 """
@@ -42,6 +43,7 @@ from rem_jax import checkpoints
 from rem_jax import files
 from rem_jax import methods
 from rem_jax import sharding
+from rem_jax import training
 from rem_jax.experiments import cell as cell_module
 from rem_jax.experiments import store as store_module
 from rem_jax.models import describe
@@ -353,6 +355,16 @@ def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, befo
   }
 
 
+def _failure_record(cell: Cell, train_record: dict, error: str) -> dict:
+  """The record of a cell whose method diverged: no metrics, the error instead."""
+  return {'cell': cell.key, 'axes': cell.axes, 'base': cell.base_label,
+          'task': cell.settings['task'], 'discovery_rate': cell.discovery_rate,
+          'seed': cell.settings['seed'], 'method': cell.method, 'variant': cell.variant,
+          'config': cell.settings, 'original': cell.original_key, 'train': train_record,
+          'error': error, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+          **cell_module.environment()}
+
+
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
         only: Sequence[str] = ()) -> dict:
   """Runs every (selected) cell not yet recorded; returns a summary and writes the reports."""
@@ -382,8 +394,14 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
       config_ = cell.config
       cell_module.check_config(config_)  # The combination (each value was checked alone).
       prepared, train_record = originals.get(cell)
-      before, after, unlearned = cell_module.unlearn_and_evaluate(config_, prepared, mesh)
-      store.append(_record(cell, prepared, train_record, before, after, unlearned))
+      try:
+        before, after, unlearned = cell_module.unlearn_and_evaluate(config_, prepared, mesh)
+      except training.NonFiniteLossError as error:
+        # A method that diverges is a result too: recorded (and not retried), not fatal.
+        logging.warning('Cell %s diverged: %s', cell.key, error)
+        store.append(_failure_record(cell, train_record, str(error)))
+      else:
+        store.append(_record(cell, prepared, train_record, before, after, unlearned))
       progress.update(1)
   records = store.read()
   written = reports.write_reports(records, workdir / REPORTS_DIR)
