@@ -6,8 +6,12 @@
 
 Times `rem_jax.training.jit_train_step` (gather, augmentation, forward, backward, SGD/Adam
 update) on a device-resident random uint8 dataset, after one compiling call, synchronised with
-`block_until_ready`. FLOPs per step come from XLA's cost analysis of the compiled step. Prints a
-table and writes JSON (device string and the command included) to --output.
+`block_until_ready`. FLOPs per step come from XLA's cost analysis of the compiled step; the
+fraction of the device's peak uses the nominal training cost per 32x32 image (ResNet-9 at full
+width ≈ 1.75 GFLOP, ViT ≈ 1.09 GFLOP; issue 9) and the dense peak of the device kind
+(`PEAK_TFLOPS`; unknown devices, CPUs included, get none). Also printed: the projected wall
+time of a 4000-step training run at this speed. Prints a table and writes JSON (device string
+and the command included) to --output.
 """
 
 import os
@@ -33,6 +37,23 @@ MODELS = {
     'vit': (lambda dtype: ViT(dtype=dtype), 'adam', 2048),
 }
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# Nominal training GFLOP per 32x32 image (forward + backward), for the fraction of peak.
+NOMINAL_GFLOP = {'resnet9_full': 1.75, 'resnet9_half': None, 'vit': 1.09}
+# Dense peak TFLOP/s by device kind (substring, lower case) and dtype, from vendor data sheets.
+PEAK_TFLOPS = {
+    'h100': {'bfloat16': 989.0, 'float32': 67.0},
+    'h200': {'bfloat16': 989.0, 'float32': 67.0},
+    'a100': {'bfloat16': 312.0, 'float32': 19.5},
+}
+PAPER_RUN_STEPS = 4000
+
+
+def peak_tflops(device_kind: str, dtype_name: str) -> float | None:
+  kind = device_kind.lower()
+  for name, peaks in PEAK_TFLOPS.items():
+    if name in kind:
+      return peaks[dtype_name]
+  return None
 
 _MODELS = flags.DEFINE_list('models', ['resnet9_full', 'resnet9_half'], f'Of {list(MODELS)}.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], f'Of {list(DTYPES)}.')
@@ -71,12 +92,20 @@ def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh) -> di
     state, _ = compiled(state, images, batch)
   jax.block_until_ready(state)
   step_s = (time.perf_counter() - began) / steps
+  peak = peak_tflops(jax.devices()[0].device_kind, dtype_name)
+  nominal = NOMINAL_GFLOP[name]
+  nominal_tflop_s = nominal * batch_size / step_s / 1e3 if nominal else None
   return {'model': name, 'dtype': dtype_name, 'batch_size': batch_size,
           'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
           'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
           'images_per_s': round(batch_size / step_s, 1),
           'gflop_per_image': round(flops / batch_size / 1e9, 3),
-          'achieved_tflop_s': round(flops / step_s / 1e12, 3)}
+          'achieved_tflop_s': round(flops / step_s / 1e12, 3),
+          'nominal_tflop_s': None if nominal_tflop_s is None else round(nominal_tflop_s, 3),
+          'peak_tflop_s': peak,
+          'fraction_of_peak': (None if peak is None or nominal_tflop_s is None
+                               else round(nominal_tflop_s / peak, 4)),
+          'projected_4000_step_run_s': round(PAPER_RUN_STEPS * step_s, 1)}
 
 
 def main(argv):
@@ -95,7 +124,8 @@ def main(argv):
       print(f'measuring {name} {dtype_name} ...', file=sys.stderr, flush=True)
       rows.append(measure(name, dtype_name, _BATCH.value, _STEPS.value, mesh))
   header = ('model', 'dtype', 'batch_size', 'compile_s', 'step_s', 'images_per_s',
-            'gflop_per_image', 'achieved_tflop_s')
+            'gflop_per_image', 'achieved_tflop_s', 'fraction_of_peak',
+            'projected_4000_step_run_s')
   print(' | '.join(header))
   for row in rows:
     print(' | '.join(str(row[k]) for k in header))

@@ -8,6 +8,7 @@ step s runs exactly steps s..end and ends with the same weights as an uninterrup
 """
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -80,8 +81,15 @@ class Recipe:
 
 def epoch_positions(num_examples: int, batch_size: int, data_key, epoch: int) -> np.ndarray:
   """The (steps, batch) positions of epoch `epoch`: a pure function of (data_key, epoch)."""
-  return np.asarray(pipeline.epoch_batches(num_examples, batch_size,
-                                           jax.random.fold_in(data_key, epoch)))
+  return pipeline.epoch_batches(num_examples, batch_size, jax.random.fold_in(data_key, epoch))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_train_step(model, optimizer: training.OptimizerSettings, mask_config, mesh):
+  """One jitted train step per (model, optimizer settings, masks, mesh): every seed, and Retrain
+  with the original recipe, reuse the compile of the first training run."""
+  return training.jit_train_step(
+      training.TrainStepConfig(model, optimizer.build(), mask_config), mesh)
 
 
 def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, seed: int,
@@ -110,7 +118,7 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
   """
   sharding.check_batch_size(recipe.batch_size, mesh, 'train.batch_size')
   optimizer = recipe.make_optimizer()
-  step_fn = training.jit_train_step(training.TrainStepConfig(model, optimizer, mask_config), mesh)
+  step_fn = _compiled_train_step(model, recipe.optimizer_settings(), mask_config, mesh)
   root = jax.random.key(seed)
   state = sharding.replicate(
       training.create_train_state(variables, optimizer, jax.random.fold_in(root, 1)), mesh)

@@ -253,9 +253,14 @@ def test_potion_selection_level():
   np.testing.assert_allclose(potion.selection_level(0.0), 100.0)
 
 
+# A stricter stop than the default 0.2, so that the tiny task needs several tries: the first
+# dampening (1.4 % of the parameters) already brings Acc(D_f) to about 0.19.
+POTION_GAMMA = 0.05
+
+
 @pytest.fixture(scope='module')
 def potion_result(poisoned):
-  return _run(poisoned, 'potion', eval_batch_size=256)
+  return _run(poisoned, 'potion', eval_batch_size=256, gamma=POTION_GAMMA)
 
 
 def test_potion_retries_with_a_growing_fraction_until_forgotten(poisoned, potion_result):
@@ -265,8 +270,8 @@ def test_potion_retries_with_a_growing_fraction_until_forgotten(poisoned, potion
   for previous, current in zip(tries, tries[1:]):
     np.testing.assert_allclose(current['fraction'], 1.1 * previous['fraction'])
     assert current['selected'] >= previous['selected']
-  assert all(entry['forget_accuracy'] > GAMMA for entry in tries[:-1])
-  assert potion_result.record['converged'] == (tries[-1]['forget_accuracy'] <= GAMMA)
+  assert all(entry['forget_accuracy'] > POTION_GAMMA for entry in tries[:-1])
+  assert potion_result.record['converged'] == (tries[-1]['forget_accuracy'] <= POTION_GAMMA)
   assert potion_result.record['converged'] or len(tries) == 50
   assert potion_result.record['steps'] == 0
 
@@ -303,8 +308,8 @@ def _at(tree, path):
 
 def test_potion_flags_a_run_that_never_converged(poisoned, potion_result):
   first = potion_result.record['tries'][0]
-  assert first['forget_accuracy'] > GAMMA  # As the retry test shows.
-  result = _run(poisoned, 'potion', max_tries=1, eval_batch_size=256)
+  assert first['forget_accuracy'] > POTION_GAMMA  # As the retry test shows.
+  result = _run(poisoned, 'potion', max_tries=1, eval_batch_size=256, gamma=POTION_GAMMA)
   assert len(result.record['tries']) == 1 and result.record['converged'] is False
 
 

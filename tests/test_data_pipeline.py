@@ -105,10 +105,16 @@ def test_epoch_batches_wrap_the_permutation(num_examples, batch_size):
     assert not np.array_equal(batches, other)
 
 
-def test_epoch_batches_are_jittable():
-  make = jax.jit(pipeline.epoch_batches, static_argnums=(0, 1))
-  np.testing.assert_array_equal(make(50, 16, jax.random.key(3)),
-                                pipeline.epoch_batches(50, 16, jax.random.key(3)))
+def test_epoch_batches_take_typed_or_raw_keys_and_compile_nothing_per_size():
+  from rem_jax import compilation  # pylint: disable=g-import-not-at-top
+  np.testing.assert_array_equal(pipeline.epoch_batches(50, 16, jax.random.key(3)),
+                                pipeline.epoch_batches(50, 16, jax.random.PRNGKey(3)))
+  key = jax.random.key(4)
+  pipeline.epoch_batches(50, 16, key)
+  with compilation.CompileCounter() as compiles:
+    for size in (51, 77, 1000):  # D_r sizes of other discovery rates.
+      pipeline.epoch_batches(size, 16, key)
+  assert compiles.count == 0
 
 
 def test_eval_batches_count_every_example_once():

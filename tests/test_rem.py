@@ -141,8 +141,11 @@ def test_exact_batch_statistics_of_new_channels(poisoned):
                                image_shape=(16, 16, 3))
   view = task.views.train.subset(np.arange(40))  # Not a multiple of the batch: padding.
   view = dataclasses.replace(view, triggered=np.zeros(40, bool))  # Plain images, as below.
-  no_masks = lambda ids: jnp.zeros((ids.shape[0], model.mask_size))
-  stats = rem_module.exact_batch_stats(model, variables, view, no_masks, poisoned.mesh, 16)
+  setup = rem_module.Setup(model=model, p_mem=0.2, image_shape=(16, 16, 3),
+                           optimizer=training.OptimizerSettings('sgd', 0.1))
+  # conv1's output (the statistic checked below) comes before any mask: any masks will do.
+  stats = rem_module.exact_batch_stats(setup, variables, view, jnp.zeros(1024, bool),
+                                       jnp.int32(0), poisoned.mesh, 16)
   # By hand: conv1's input statistics over the 40 images.
   x = pipeline.normalise(jnp.asarray(poisoned.splits.train.images[:40]))
   conv = variables['params']['conv1']['conv']
@@ -157,7 +160,8 @@ def _one_repair_step(poisoned, setup, ids):
   task = poisoned.task()
   variables = expansion.expand(poisoned.variables, setup.model, jax.random.key(5),
                                image_shape=(16, 16, 3))
-  state = training.create_train_state(variables, setup.optimizer.build(), jax.random.key(0))
+  state = rem_module.with_mask_seed(
+      training.create_train_state(variables, setup.optimizer.build(), jax.random.key(0)), 0)
   in_forget = common.membership(1024, task.forget_ids)
   batch = task.views.train.batch(np.searchsorted(task.views.train.ids, ids), poisoned.mesh)
   return variables, state, batch, in_forget
@@ -166,7 +170,7 @@ def _one_repair_step(poisoned, setup, ids):
 def test_mechanism_only_the_shared_masks_active_extra_units_learn(poisoned):
   model = poisoned.model.clone(expansion=0.5)
   setup = rem_module.Setup(
-      model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
+      model=model, p_mem=0.2, image_shape=(16, 16, 3),
       optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
   forget = poisoned.record.forget_ids_at(RATE)[:8]
   variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)
@@ -188,7 +192,7 @@ def test_mechanism_the_removal_term_reaches_only_theta_o1(poisoned):
   model = poisoned.model.clone(expansion=0.5)
   # Redirect restricted to D_r and every example in D_f: the loss is the removal term alone.
   setup = rem_module.Setup(
-      model=model, mask_config=masks.MaskConfig(mask_seed=0), image_shape=(16, 16, 3),
+      model=model, p_mem=0.2, image_shape=(16, 16, 3),
       optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
       redirect_into_extra=False)
   forget = poisoned.record.forget_ids_at(RATE)[:8]

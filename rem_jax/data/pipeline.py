@@ -103,18 +103,26 @@ def eval_inputs(images: jax.Array, batch: Batch, dtype: jnp.dtype = jnp.float32)
 # Batches of positions
 
 
-def epoch_batches(num_examples: int, batch_size: int, key: jax.Array) -> jax.Array:
+def epoch_batches(num_examples: int, batch_size: int, key: jax.Array) -> np.ndarray:
   """A shuffled epoch as int32 positions (ceil(N / batch), batch) into a view of N examples.
 
   The last batch is completed by wrapping around the permutation, so every example appears once
-  and the first few twice (more often when batch > N). Jittable (`num_examples` and
-  `batch_size` static).
+  and the first few twice (more often when batch > N). The permutation is a pure function of
+  `key`, drawn on the host (numpy's PCG64 seeded with the key's data): no XLA program depends
+  on N, so views of every size (D_r at every discovery rate) shuffle without a compile.
   """
   _check_sizes(num_examples, batch_size)
   steps = math.ceil(num_examples / batch_size)
-  order = jax.random.permutation(key, num_examples)
-  wrapped = jnp.arange(steps * batch_size) % num_examples
-  return order[wrapped].reshape(steps, batch_size).astype(jnp.int32)
+  order = np.random.default_rng(_key_seed(key)).permutation(num_examples)
+  wrapped = np.arange(steps * batch_size) % num_examples
+  return order[wrapped].reshape(steps, batch_size).astype(np.int32)
+
+
+def _key_seed(key: jax.Array) -> list[int]:
+  """A numpy seed from a JAX key (typed or raw uint32 data)."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return [int(word) for word in np.asarray(key).ravel()]
 
 
 def eval_batches(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +188,7 @@ class View:
 
   def training_epoch(self, batch_size: int, key: jax.Array, mesh: Mesh) -> Iterator[Batch]:
     """The batches of one shuffled epoch (see `epoch_batches`)."""
-    for positions in np.asarray(epoch_batches(self.num_examples, batch_size, key)):
+    for positions in epoch_batches(self.num_examples, batch_size, key):
       yield self.batch(positions, mesh)
 
   def evaluation_batches(self, batch_size: int, mesh: Mesh) -> Iterator[Batch]:

@@ -133,9 +133,11 @@ def forget_batch_size(task: base.Task) -> int:
 
 def membership(num_examples: int, ids) -> jax.Array:
   """(N,) bool, True at `ids` (checked: non-empty, unique, in range): forget membership as an
-  array, so no shape depends on |D_f|."""
+  array, so no shape depends on |D_f|. Built on the host: no XLA program sees |D_f| either."""
   ids = corruptions.check_forget_ids(ids, num_examples)
-  return jnp.zeros(num_examples, bool).at[jnp.asarray(ids)].set(True)
+  member = np.zeros(num_examples, bool)
+  member[ids] = True
+  return jnp.asarray(member)
 
 
 # ---- Measuring, stopping, selecting -------------------------------------------------------------

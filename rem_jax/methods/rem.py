@@ -180,15 +180,22 @@ def _moments_step(model, variables, images, batch, batch_masks):
   return stats
 
 
-def exact_batch_stats(model, variables, view, mask_fn, mesh, batch_size):
+@functools.partial(jax.jit, static_argnums=0)
+def _exact_moments_step(setup: 'Setup', variables, images, batch, in_shared_all, mask_seed):
+  return _moments_step(setup.model, variables, images, batch,
+                       setup.masks(batch.ids, in_shared_all[batch.ids], mask_seed))
+
+
+def exact_batch_stats(setup: 'Setup', variables, view, in_shared_all, mask_seed, mesh,
+                      batch_size):
   """Running statistics = the exact mean and (population) variance of each BatchNorm's input
-  over `view`, computed in one pass with train-mode normalisation and masks from `mask_fn(ids)`.
+  over `view`, computed in one pass with train-mode normalisation and REM's masks (the shared
+  mask where `in_shared_all`, own masks elsewhere; `mask_seed` may be a device value).
   """
-  step = jax.jit(lambda v, images, batch: _moments_step(model, v, images, batch,
-                                                        mask_fn(batch.ids)))
   totals = None
   for batch in view.evaluation_batches(batch_size, mesh):
-    moments = step(variables, view.images, batch)
+    moments = _exact_moments_step(setup, variables, view.images, batch, in_shared_all,
+                                  mask_seed)
     totals = moments if totals is None else jax.tree.map(jnp.add, totals, moments)
   stats = jax.tree.map(lambda leaf: leaf, variables['batch_stats'])  # New dicts, same leaves.
   for path, (first, second, count) in totals.items():
@@ -208,9 +215,10 @@ def exact_batch_stats(model, variables, view, mask_fn, mesh, batch_size):
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """Everything static about one REM run; hashable, so the module-level compiled steps are
-  shared by every run with equal settings (one compile for all discovery rates and seeds)."""
+  shared by every run with equal settings (one compile for all discovery rates and seeds: the
+  mask seed is a device value, `state['mask_seed']`)."""
   model: object
-  mask_config: masks.MaskConfig
+  p_mem: float
   optimizer: training.OptimizerSettings
   image_shape: tuple[int, ...]
   beta: float = 1.0
@@ -223,9 +231,17 @@ class Setup:
     return expansion.variable_shapes(self.model.base_model(),
                                      self.image_shape).get('batch_stats', {})
 
-  def masks(self, ids, in_shared):
-    return masks.assign_masks(ids, in_shared, mask_seed=self.mask_config.mask_seed,
-                              p_mem=self.mask_config.p_mem, mask_size=self.model.mask_size)
+  def masks(self, ids, in_shared, mask_seed):
+    return masks.assign_masks(ids, in_shared, mask_seed=mask_seed, p_mem=self.p_mem,
+                              mask_size=self.model.mask_size)
+
+
+def with_mask_seed(state: dict, mask_seed: int) -> dict:
+  """The train state carrying the run's mask seed (a device value: no recompile per seed).
+
+  A fresh array of its own: the steps donate the state, so it must not be shared.
+  """
+  return {**state, 'mask_seed': jnp.asarray(int(mask_seed), jnp.int32)}
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
@@ -235,7 +251,7 @@ def flush_step(setup: Setup, state, images, batch, reference):
   inputs = common.augmented_inputs(model, state, images, batch)
   zeros = common.drop_mask(model, inputs.shape[0])
   reference_mask = (zeros if setup.remove_reference == 'drop' else
-                    setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool)))
+                    setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool), state['mask_seed']))
   ref_logits, _ = common.apply_model(model, reference['params'],
                                      reference.get('batch_stats', {}), inputs, reference_mask,
                                      False)
@@ -255,7 +271,7 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
   """REM Step 3's loss as a function of the live parameters: -> (loss, new batch statistics)."""
   model = setup.model
   in_forget = in_forget_all[batch.ids]
-  batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids])
+  batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids], state['mask_seed'])
   zeros = jnp.zeros_like(batch_masks)
   ref_stats = reference.get('batch_stats', {})
   ref_ce = lambda mask: losses.cross_entropy(
@@ -295,11 +311,10 @@ def repair_step(setup: Setup, state, images, batch, reference, in_forget_all, in
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def shared_mask_accuracy_step(model, mask_config, variables, images, batch):
+def shared_mask_accuracy_step(model, p_mem, mask_seed, variables, images, batch):
   """(correct, count) with the shared forget mask on every example (REM's dynamics)."""
   inputs = pipeline.eval_inputs(images, batch, model.dtype)
-  shared = masks.shared_forget_mask(mask_seed=mask_config.mask_seed, p_mem=mask_config.p_mem,
-                                    mask_size=model.mask_size)
+  shared = masks.shared_forget_mask(mask_seed=mask_seed, p_mem=p_mem, mask_size=model.mask_size)
   mask = jnp.broadcast_to(shared, (inputs.shape[0], model.mask_size))
   correct = jnp.argmax(model.apply(variables, inputs, mask, train=False), -1) == batch.labels
   return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
@@ -346,7 +361,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   # 1. Expand.
   model, variables, mask_config = _expanded_start(original, settings, task, variant)
   setup = Setup(
-      model=model, mask_config=mask_config, image_shape=image_shape, beta=settings.beta,
+      model=model, p_mem=mask_config.p_mem, image_shape=image_shape, beta=settings.beta,
       optimizer=common.optimizer_settings(settings),
       remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
       redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
@@ -356,22 +371,26 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   in_shared = (in_forget if settings.forget_masks == 'shared' else
                sharding.replicate(jnp.zeros(num_examples, bool), mesh))
   eval_batch = common.round_to_devices(settings.eval_batch_size, mesh)
+  mask_seed = sharding.replicate(jnp.int32(mask_config.mask_seed), mesh)
   expanded_here = original.mask_config is None and model.mask_size > 0
   if expanded_here and variables.get('batch_stats'):
-    exact = exact_batch_stats(model, variables, views.train,
-                              lambda ids: setup.masks(ids, in_shared[ids]), mesh, eval_batch)
+    exact = exact_batch_stats(setup, variables, views.train, in_shared, mask_seed, mesh,
+                              eval_batch)
     variables = {**variables, 'batch_stats': split_batch_stats(
         original.variables['batch_stats'], exact, setup.base_stat_shapes())}
 
   # 2. The frozen reference; the live state owns copies (steps donate it).
   reference = sharding.replicate(variables, mesh)
-  state = common.start_state(variables, setup.optimizer, jax.random.fold_in(root, 1), mesh,
-                             settings.epochs * steps_per_epoch)
+  state = with_mask_seed(common.start_state(variables, setup.optimizer,
+                                            jax.random.fold_in(root, 1), mesh,
+                                            settings.epochs * steps_per_epoch),
+                         mask_config.mask_seed)
   flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
   repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
                                                     in_forget, in_shared)
   accuracy = common.Accuracy(model, mesh, eval_batch)
-  shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config)
+  shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config.p_mem,
+                                      mask_seed)
   flush_batch = common.forget_batch_size(task)
   # The dynamics watch D_c; a practitioner does not know it, and D_f stands in.
   known = task.record.corrupted_ids if task.record is not None else forget_ids

@@ -1,0 +1,87 @@
+"""What a slice of the grid costs: per method, wall time, compilations and memory, by rate.
+
+    python benchmarks/grid_cost.py --config=configs/mini_cifar10.py:runlocal   # CPU, minutes
+    python benchmarks/grid_cost.py --config=configs/paper_resnet9_cifar10.py:table1 \
+        --rates=0.1,0.5,1.0 --output=benchmarks/results/grid_cost_gpu.json      # GPU
+
+Takes the first task, seed and base of a sweep config, trains its original model once, then runs
+every method of the grid at each of --rates in turn and reports per method: the wall time of each
+run (device-synchronised) and relative to the training run, next to the paper's A.8; the number
+of XLA compilations (`rem_jax.compilation.CompileCounter`) of the first rate and of all later
+ones together, which must be 0 (a compile per rate would multiply over a 3,000-cell grid); and
+the peak device memory where the backend reports it (GPUs; CPUs do not). Prints a table and
+writes JSON with the device string and the command.
+"""
+
+import pathlib
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from rem_jax import compilation, files, sharding
+from rem_jax.experiments import cell, reports, sweep
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/mini_cifar10.py:runlocal',
+                                          'A sweep config.')
+_RATES = flags.DEFINE_list('rates', ['0.2', '0.5', '1.0'], 'Discovery rates, in run order.')
+_OUTPUT = flags.DEFINE_string('output', 'benchmarks/results/grid_cost_cpu.json', 'JSON path.')
+
+
+def peak_memory_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get('peak_bytes_in_use')
+
+
+def main(argv):
+  del argv
+  grid = sweep.expand_grid(_CONFIG.value)
+  rates = [float(rate) for rate in _RATES.value]
+  first = grid[0]
+  methods = list(dict.fromkeys(c.variant for c in grid))
+  cells = {c.variant: c for c in grid if c.original_key == first.original_key}
+  mesh = sharding.make_mesh()
+  config = first.config
+  prepared = cell.prepare(config, mesh, rates=rates)
+  train_s = prepared.train_record['wall_time_s']
+  rows = {}
+  for variant in methods:
+    if variant not in cells:
+      continue
+    times, compiles = [], []
+    for rate in rates:
+      cell_config = cells[variant].config
+      cell_config.discovery_rate = rate
+      print(f'{variant} at rate {rate} ...', file=sys.stderr, flush=True)
+      with compilation.CompileCounter() as counter:
+        began = time.perf_counter()
+        _, _, unlearned = cell.unlearn_and_evaluate(cell_config, prepared, mesh)
+        times.append(time.perf_counter() - began)
+      compiles.append(counter.count)
+      del unlearned
+    method = cells[variant].method
+    rows[variant] = {
+        'wall_time_s': times, 'compiles_first_rate': compiles[0],
+        'compiles_later_rates': sum(compiles[1:]),
+        'percent_of_training': [100 * t / train_s for t in times],
+        'paper_percent': reports.PAPER_COST_PERCENT.get(method),
+        'peak_memory_bytes': peak_memory_bytes()}
+  print(f'training: {train_s:.1f} s ({prepared.recipe.steps} steps)')
+  print(f'{"method":<26} {"compiles (1st / later)":>22} {"% of training per rate":>30} '
+        f'{"paper %":>8}')
+  for variant, row in rows.items():
+    percents = ' '.join(f'{p:6.1f}' for p in row['percent_of_training'])
+    paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
+    print(f'{variant:<26} {row["compiles_first_rate"]:>12} / {row["compiles_later_rates"]:<7} '
+          f'{percents:>30} {paper:>8}')
+  files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
+      'command': ' '.join(['python'] + sys.argv), 'rates': rates, 'cell': first.key,
+      'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
+      'train': prepared.train_record, 'results': rows})
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,52 @@
+"""Every method compiles its steps once: a second discovery rate (and a second seed) reuses them.
+
+The count is of XLA lowerings (`rem_jax.compilation.CompileCounter`), so it would catch a step
+rebuilt per call, a shape that depends on |D_f|, or a constant baked into a compiled program.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import pytest
+
+from rem_jax import compilation
+from rem_jax.methods import base, get_method
+from tests.poisoned import RECIPE
+
+SETTINGS = {
+    'no_ul': {},
+    'retrain': {},
+    'cf': {'epochs': 1},
+    'ascent': {'epochs': 2, 'eval_batch_size': 256},
+    'npo': {'epochs': 2, 'eval_batch_size': 256},
+    'scrub': {'epochs': 2, 'msteps': 1, 'eval_batch_size': 256},
+    'bad_teacher': {'epochs': 1},
+    'potion': {'eval_batch_size': 256, 'max_tries': 3},
+    'rem': {'epochs': 2, 'eval_batch_size': 256},
+}
+
+
+def test_compile_counter_counts_cache_misses_only():
+  import jax  # pylint: disable=g-import-not-at-top
+  double = jax.jit(lambda x: 2 * x)
+  three, five = jnp.ones(3), jnp.ones(5)  # Eager ops compile too: outside the counters.
+  with compilation.CompileCounter() as compiles:
+    double(three)
+    double(three)
+  assert compiles.count == 1
+  with compilation.CompileCounter() as compiles:
+    double(three)
+    double(five)  # A new shape: one more.
+  assert compiles.count == 1
+
+
+@pytest.mark.parametrize('name', sorted(SETTINGS))
+def test_a_second_discovery_rate_and_seed_compile_nothing(poisoned, name):
+  original = base.TrainedModel(poisoned.model, poisoned.variables)
+  recipe = dataclasses.replace(RECIPE, steps=4, checkpoint_every=4)
+  method = get_method(name)
+  method(original, poisoned.task(0.5, recipe=recipe), SETTINGS[name])  # Compiles.
+  with compilation.CompileCounter() as compiles:
+    method(original, poisoned.task(0.2, recipe=recipe), SETTINGS[name])
+    method(original, poisoned.task(1.0, seed=1, recipe=recipe), SETTINGS[name])
+  assert compiles.count == 0, f'{name} compiled {compiles.count} more programs'
