@@ -118,10 +118,15 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
   """
   sharding.check_batch_size(recipe.batch_size, mesh, 'train.batch_size')
   optimizer = recipe.make_optimizer()
-  step_fn = _compiled_train_step(model, recipe.optimizer_settings(), mask_config, mesh)
+  # The mask seed travels in the state (a device value): every seed shares one compiled step.
+  step_masks = (None if mask_config is None else
+                dataclasses.replace(mask_config, mask_seed=0))
+  step_fn = _compiled_train_step(model, recipe.optimizer_settings(), step_masks, mesh)
   root = jax.random.key(seed)
-  state = sharding.replicate(
-      training.create_train_state(variables, optimizer, jax.random.fold_in(root, 1)), mesh)
+  state = training.create_train_state(variables, optimizer, jax.random.fold_in(root, 1))
+  if mask_config is not None:
+    state['mask_seed'] = jnp.asarray(mask_config.mask_seed, jnp.int32)
+  state = sharding.replicate(state, mesh)
   data_key = jax.random.fold_in(root, 2)
   metadata = dict(metadata or {})
   if mask_config is not None:

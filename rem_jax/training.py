@@ -194,12 +194,17 @@ class TrainStepConfig:
                        f'{self.model.mask_size}): ETD training needs a mask_config.')
 
 
-def training_masks(config: TrainStepConfig, ids):
-  """Per-example own masks (ETD) for a model with extra units; None for a plain model."""
+def training_masks(config: TrainStepConfig, ids, mask_seed=None):
+  """Per-example own masks (ETD) for a model with extra units; None for a plain model.
+
+  `mask_seed` (a device value, e.g. the train state's 'mask_seed') overrides the config's, so
+  one compiled step serves every seed.
+  """
   if not config.model.mask_size:
     return None
-  return masks.example_masks(ids, mask_seed=config.mask_config.mask_seed,
-                             p_mem=config.mask_config.p_mem, mask_size=config.model.mask_size)
+  seed = config.mask_config.mask_seed if mask_seed is None else mask_seed
+  return masks.example_masks(ids, mask_seed=seed, p_mem=config.mask_config.p_mem,
+                             mask_size=config.model.mask_size)
 
 
 def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Batch):
@@ -212,7 +217,7 @@ def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Bat
   model = config.model
   key = jax.random.fold_in(state['rng'], state['step'])
   inputs = pipeline.training_inputs(images, batch, key, model.dtype)
-  mask = training_masks(config, batch.ids)
+  mask = training_masks(config, batch.ids, state.get('mask_seed'))
 
   def loss_fn(params):
     variables = variables_of({**state, 'params': params})

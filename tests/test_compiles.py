@@ -6,11 +6,14 @@ rebuilt per call, a shape that depends on |D_f|, or a constant baked into a comp
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import pytest
 
-from rem_jax import compilation
+from rem_jax import compilation, masks, trainer
 from rem_jax.methods import base, get_method
+from rem_jax.models import init_variables
+from tests import tiny
 from tests.poisoned import RECIPE
 
 SETTINGS = {
@@ -27,7 +30,6 @@ SETTINGS = {
 
 
 def test_compile_counter_counts_cache_misses_only():
-  import jax  # pylint: disable=g-import-not-at-top
   double = jax.jit(lambda x: 2 * x)
   three, five = jnp.ones(3), jnp.ones(5)  # Eager ops compile too: outside the counters.
   with compilation.CompileCounter() as compiles:
@@ -50,3 +52,20 @@ def test_a_second_discovery_rate_and_seed_compile_nothing(poisoned, name):
     method(original, poisoned.task(0.2, recipe=recipe), SETTINGS[name])
     method(original, poisoned.task(1.0, seed=1, recipe=recipe), SETTINGS[name])
   assert compiles.count == 0, f'{name} compiled {compiles.count} more programs'
+
+
+def test_etd_training_compiles_once_for_every_mask_seed(poisoned):
+  model = tiny.tiny_resnet()
+  recipe = dataclasses.replace(RECIPE, steps=2, checkpoint_every=2)
+  view = poisoned.task().views.train
+  variables = init_variables(model, jax.random.key(0), (16, 16, 3))
+  runs, results = [], []
+  for mask_seed in (0, 1, 2):
+    with compilation.CompileCounter() as compiles:
+      trained, _ = trainer.train(model, variables, view, recipe, mesh=poisoned.mesh, seed=0,
+                                 mask_config=masks.MaskConfig(mask_seed=mask_seed))
+    runs.append(compiles.count)
+    results.append(trained['params']['head']['kernel'])
+  assert runs[1] == runs[2] == 0, runs
+  # The seed in the state does choose the masks: same data, other masks, other weights.
+  assert not jnp.allclose(results[0], results[1])
