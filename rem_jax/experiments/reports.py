@@ -241,8 +241,8 @@ def heatmap_grid(records: Sequence[dict]) -> tuple[np.ndarray, list[float]]:
 
 
 def _draw_heatmap(axes, grid: np.ndarray, rates: Sequence[float], title: str) -> None:
-  colours = matplotlib.colormaps['viridis'].copy()
-  colours.set_bad('0.88')  # Not run (or left out by its preconditions): light grey.
+  # Not run (or left out by its preconditions): light grey.
+  colours = matplotlib.colormaps['viridis'].with_extremes(bad='0.88')
   axes.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect='auto')
   for (row, column), value in np.ndenumerate(grid):
     text = 'n/a' if np.isnan(value) else f'{value:.0f}'
