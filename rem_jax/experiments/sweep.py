@@ -26,9 +26,9 @@ fields are named) unless `overwrite`. `only` runs a subset of the cells (`['meth
 'discovery_rate=0.5']`).
 """
 
+import copy
 import dataclasses
 import hashlib
-import copy
 import itertools
 import json
 import pathlib
@@ -301,13 +301,13 @@ class _Originals:
   def get(self, cell: Cell) -> tuple[cell_module.Prepared, dict]:
     key = cell.original_key
     if key != self._key:
+      self._key, self._prepared = None, None  # Frees the previous model's device images first.
       config = cell.config
       splits_key = json.dumps([config.dataset, config.data.to_dict(), config.seed],
                               sort_keys=True)
       if splits_key != self._splits_key:
-        self._splits, self._splits_key = None, None  # Free the device copy first.
+        self._splits, self._splits_key = None, None
         self._splits, self._splits_key = cell_module.load_splits(config), splits_key
-      self._prepared = None
       directory = self.root / key
       checkpoints.check_workdir(directory, original_fields(cell.settings))
       prepared = cell_module.prepare(config, self.mesh, rates=sorted(self.rates[key]),
