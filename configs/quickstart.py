@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.optimizer = 'sgd'
   config.train.learning_rate = 0.05
   config.train.schedule = 'warmup_linear_decay'
-  config.train.steps = 400                 # ~10 epochs of 5000 at batch 128.
+  config.train.steps = 600                 # ~15 epochs of 5000 at batch 128 (400 can miss the poison).
   config.train.batch_size = 128
   config.train.momentum = 0.9
   config.train.weight_decay = 5e-4
