@@ -391,11 +391,11 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                  dynamic_ncols=True) as progress:
     for cell in todo:
       progress.set_postfix_str(cell.key, refresh=True)
-      config_ = cell.config
-      cell_module.check_config(config_)  # The combination (each value was checked alone).
+      cell_config = cell.config
+      cell_module.check_config(cell_config)  # The combination (each value was checked alone).
       prepared, train_record = originals.get(cell)
       try:
-        before, after, unlearned = cell_module.unlearn_and_evaluate(config_, prepared, mesh)
+        before, after, unlearned = cell_module.unlearn_and_evaluate(cell_config, prepared, mesh)
       except training.NonFiniteLossError as error:
         # A method that diverges is a result too: recorded (and not retried), not fatal.
         logging.warning('Cell %s diverged: %s', cell.key, error)
