@@ -23,15 +23,15 @@ the smaller size), `runlocal` (a smoke run on the built-in shapes data, a few mi
 
 import pathlib
 
-from configs import sweeps
+from rem_jax.experiments import config_lib
 
 MIRROR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
 METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion', 'rem')
 
 
 def get_config(arg: str = ''):
-  parts = sweeps.parse_arg(arg, ('swaps', 'runlocal'), 'configs/mini_cifar10.py')
-  cell = sweeps.cell_config(**{
+  parts = config_lib.parse_arg(arg, ('swaps', 'runlocal'), 'configs/mini_cifar10.py')
+  cell = config_lib.cell_with(**{
       'dataset': 'cifar10', 'data.path': str(MIRROR), 'data.num_train': 10_000,
       'data.num_test': 2_000, 'num_corrupted': 200, 'model.width_multiplier': 0.25,
       'train.steps': 1170, 'train.batch_size': 256, 'train.learning_rate': 0.05,
@@ -43,7 +43,7 @@ def get_config(arg: str = ''):
     cell.num_corrupted = 100
     cell.train.steps = 800  # 100 epochs of 2,000 at batch 256.
     cell.train.checkpoint_every = 200
-  config = sweeps.sweep_config(cell, {
+  config = config_lib.sweep_config(cell, {
       'seed': (0,), 'base': ('plain',), 'task': tasks, 'discovery_rate': (0.2, 0.5, 1.0),
       'method': METHODS})
-  return sweeps.runlocal(config) if 'runlocal' in parts else config
+  return config_lib.runlocal(config) if 'runlocal' in parts else config

@@ -15,7 +15,7 @@ ones). The paper's numbers (H×U): Table 6: REM 60.98, SCRUB 54.52, Retrained 51
 24.69; Table 7 (90 % + ETD): REM 61.41.
 """
 
-from configs import sweeps
+from rem_jax.experiments import config_lib
 
 TASKS = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
 RATES = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -23,8 +23,8 @@ METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'p
 
 
 def get_config(arg: str = ''):
-  parts = sweeps.parse_arg(arg, ('table7', 'runlocal'), 'configs/paper_imagenette.py')
-  cell = sweeps.cell_config(**{
+  parts = config_lib.parse_arg(arg, ('table7', 'runlocal'), 'configs/paper_imagenette.py')
+  cell = config_lib.cell_with(**{
       'dataset': 'imagenette', 'data.image_size': 32, 'data.num_train': 0,
       'data.num_test': 0, 'num_corrupted': 100, 'model.width_multiplier': 1.0,
       'model.dtype': 'bfloat16', 'train.learning_rate': 0.025, 'train.steps': 740,
@@ -33,6 +33,6 @@ def get_config(arg: str = ''):
   axes = {'seed': (0, 1, 2), 'task': TASKS, 'discovery_rate': RATES, 'method': METHODS}
   if 'table7' in parts:
     cell.base, cell.model.capacity, cell.model.expansion = 'etd', 0.9, 0.1
-  config = sweeps.sweep_config(cell, axes, method_axes={'scrub': {'alpha': (0.001, 0.01, 0.1,
+  config = config_lib.sweep_config(cell, axes, method_axes={'scrub': {'alpha': (0.001, 0.01, 0.1,
                                                                             10.0)}})
-  return sweeps.runlocal(config) if 'runlocal' in parts else config
+  return config_lib.runlocal(config) if 'runlocal' in parts else config

@@ -29,7 +29,7 @@ p_mem 0.05), `runlocal` (a smoke run), combinable as `table1,runlocal`. No argum
 and 4 together.
 """
 
-from configs import sweeps
+from rem_jax.experiments import config_lib
 
 TASKS = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
 RATES = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -40,7 +40,7 @@ STUDIES = ('table1', 'table2', 'table4', 'capacity', 'mask5')
 
 
 def cell():
-  return sweeps.cell_config(**{
+  return config_lib.cell_with(**{
       'dataset': 'cifar10', 'data.image_size': 32, 'data.num_train': 0, 'data.num_test': 0,
       'num_corrupted': 1000, 'model.width_multiplier': 1.0, 'model.dtype': 'bfloat16',
       'train.optimizer': 'sgd', 'train.learning_rate': 0.025, 'train.steps': 4000,
@@ -52,7 +52,7 @@ def cell():
 
 
 def get_config(arg: str = ''):
-  parts = sweeps.parse_arg(arg, STUDIES + ('runlocal',), 'configs/paper_resnet9_cifar10.py')
+  parts = config_lib.parse_arg(arg, STUDIES + ('runlocal',), 'configs/paper_resnet9_cifar10.py')
   study = sorted(parts - {'runlocal'})
   if len(study) > 1:
     raise ValueError(f'configs/paper_resnet9_cifar10.py: one study at a time, got {study}.')
@@ -73,5 +73,5 @@ def get_config(arg: str = ''):
     axes.update(base=('etd',), method=('no_ul', 'rem', 'potion'))
   else:  # Tables 1, 2 and 4: the union of the methods over all three bases.
     axes.update(base=('plain', 'etd', 'full'), method=tuple(dict.fromkeys(TABLE1 + TABLE2)))
-  config = sweeps.sweep_config(base, axes)
-  return sweeps.runlocal(config) if 'runlocal' in parts else config
+  config = config_lib.sweep_config(base, axes)
+  return config_lib.runlocal(config) if 'runlocal' in parts else config

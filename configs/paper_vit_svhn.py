@@ -20,7 +20,7 @@ Arguments: `table5` (adds the capacity-1.0 base), `runlocal` (a smoke run), e.g.
 `:table5,runlocal`.
 """
 
-from configs import sweeps
+from rem_jax.experiments import config_lib
 
 TASKS = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
 RATES = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -29,7 +29,7 @@ VIT_UNLEARNING = {'optimizer': 'adam', 'learning_rate': 2e-5, 'schedule': 'const
 
 
 def cell():
-  config = sweeps.cell_config(**{
+  config = config_lib.cell_with(**{
       'dataset': 'svhn_cropped', 'data.image_size': 32, 'data.num_train': 0,
       'data.num_test': 0, 'num_corrupted': 1000, 'model.name': 'vit',
       'model.width_multiplier': 1.0, 'model.dtype': 'bfloat16', 'train.optimizer': 'adam',
@@ -45,13 +45,13 @@ def cell():
 
 
 def get_config(arg: str = ''):
-  parts = sweeps.parse_arg(arg, ('table5', 'runlocal'), 'configs/paper_vit_svhn.py')
+  parts = config_lib.parse_arg(arg, ('table5', 'runlocal'), 'configs/paper_vit_svhn.py')
   bases = ('plain', 'etd', 'full') if 'table5' in parts else ('plain', 'etd')
-  config = sweeps.sweep_config(
+  config = config_lib.sweep_config(
       cell(), {'seed': (0, 1, 2), 'task': TASKS, 'discovery_rate': RATES, 'base': bases,
                'method': METHODS},
       method_axes={'scrub': {'alpha': (0.001, 0.01, 0.1, 10.0)}})
   if 'runlocal' in parts:
-    config = sweeps.runlocal(config)
+    config = config_lib.runlocal(config)
     config.cell.model.name = 'resnet9'  # The smoke run checks the grid, not the ViT.
   return config

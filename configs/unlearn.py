@@ -18,11 +18,11 @@ To replay a quickstart run: `--config.checkpoint=/tmp/rem_quickstart
 import ml_collections
 from ml_collections import config_dict
 
-from configs import quickstart
+from rem_jax.experiments import config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
-  base = quickstart.get_config()
+  base = config_lib.cell_config()
   config = ml_collections.ConfigDict()
   config.experiment = 'unlearn'
   config.seed = base.seed

@@ -3,12 +3,12 @@
     python launch.py --config=tests/sweep_config.py --workdir=/tmp/tiny_sweep
 """
 
-from configs import sweeps
+from rem_jax.experiments import config_lib
 
 
 def get_config():
-  config = sweeps.runlocal(sweeps.sweep_config(
-      sweeps.cell_config(), {'seed': (0, 1), 'discovery_rate': (0.5, 1.0),
+  config = config_lib.runlocal(config_lib.sweep_config(
+      config_lib.cell_config(), {'seed': (0, 1), 'discovery_rate': (0.5, 1.0),
                              'method': ('no_ul', 'npo')}))
   cell = config.cell
   cell.data.num_train = 256

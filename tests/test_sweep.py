@@ -12,9 +12,8 @@ import ml_collections
 import pytest
 
 from configs import mini_cifar10, paper_imagenette, paper_resnet9_cifar10, paper_vit_svhn
-from configs import sweeps
 from rem_jax import training
-from rem_jax.experiments import store, sweep
+from rem_jax.experiments import config_lib, store, sweep
 from tests import sweep_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -144,7 +143,7 @@ def test_a_diverged_method_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
 
 
 def test_method_axes_multiply_only_their_method():
-  config = sweeps.sweep_config(sweeps.cell_config(), {'method': ('no_ul', 'scrub'),
+  config = config_lib.sweep_config(config_lib.cell_config(), {'method': ('no_ul', 'scrub'),
                                                       'discovery_rate': (0.5,)},
                                method_axes={'scrub': {'alpha': (0.01, 10.0)}})
   cells = sweep.expand_grid(config)
@@ -155,7 +154,7 @@ def test_method_axes_multiply_only_their_method():
 
 
 def test_base_presets_set_capacity_and_masks():
-  config = sweeps.sweep_config(sweeps.cell_config(), {'base': ('plain', 'etd', 'full')})
+  config = config_lib.sweep_config(config_lib.cell_config(), {'base': ('plain', 'etd', 'full')})
   cells = {cell.base_label: cell.config for cell in sweep.expand_grid(config)}
   assert (cells['plain'].base, cells['plain'].model.capacity) == ('plain', 0.5)
   assert (cells['etd'].base, cells['etd'].model.expansion) == ('etd', 0.5)
@@ -190,7 +189,7 @@ def test_config_arguments_are_checked():
 
 
 def _tiny(axes, method_axes=None):
-  return sweeps.sweep_config(sweeps.cell_config(), axes, method_axes)
+  return config_lib.sweep_config(config_lib.cell_config(), axes, method_axes)
 
 
 @pytest.mark.parametrize('axes, method_axes, message', [

@@ -1,0 +1,131 @@
+"""The configs' building blocks: the default cell, sweep layouts and the `runlocal` shrink.
+
+`configs/*.py` (the files `launch.py --config=` takes) are thin: they call these. Living in the
+package, they import from anywhere (a benchmark script, a notebook, a test) without the
+repository root on `sys.path`.
+
+- `cell_config()`: every field of a cell config with its default (the quickstart cell: 5,000
+  32x32 `shapes` images, 250 poisoned, a width/8 capacity-0.5 ResNet-9, REM at discovery 0.5);
+- `cell_with(**{'dotted.field': value})`: that cell with overrides;
+- `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`);
+- `runlocal(sweep)`: a few-minute CPU smoke version of any sweep: the built-in `shapes` data at
+  16x16, a width/8 model trained for 60 steps, the first two values of each axis but `method`,
+  one epoch per method (two for REM);
+- `parse_arg(arg, allowed, config_file)`: the `--config=FILE:ARG` argument, checked.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+from rem_jax import methods
+
+
+def cell_config() -> ml_collections.ConfigDict:
+  """The quickstart cell: every field of a cell config, commented (configs/quickstart.py)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0                          # Fixes corruption, forget ids, init, data order, masks.
+  config.dataset = 'shapes'                # shapes | cifar10 | svhn_cropped | imagenette | folder
+  config.data = ml_collections.ConfigDict()
+  config.data.path = config_dict.placeholder(str)      # Offline folder or .tar.gz.
+  config.data.data_dir = config_dict.placeholder(str)  # TFDS data directory.
+  config.data.image_size = 32
+  config.data.num_train = 5000             # shapes: generated; others: a seeded subset (0: all).
+  config.data.num_test = 1000              # Likewise.
+
+  config.task = 'poison_trigger'           # random_label_swap | inter_class_confusion | poison_trigger
+  config.num_corrupted = 250               # |D_c| (the paper: 1000 of CIFAR-10's 50,000).
+  config.class_pair = (3, 5)               # inter_class_confusion only.
+  config.discovery_rate = 0.5              # |D_f| / |D_c|, in (0, 1].
+  config.method = 'rem'                    # Any of rem_jax.methods.METHODS (listed below).
+  config.methods = ml_collections.ConfigDict()  # One section per method, by name: its defaults.
+  for name in sorted(methods.METHODS):     # no_ul etd retrain cf ascent npo scrub bad_teacher
+    config.methods[name] = methods.default_config(name)  # potion rem (+ its variants)
+    if 'eval_batch_size' in config.methods[name]:
+      config.methods[name].eval_batch_size = 256
+    if name.startswith('rem'):
+      config.methods[name].learning_rate = 0.01  # This small model heals faster at 2x REM's.
+
+  config.base = 'plain'                    # plain | etd (extra units + per-example masks).
+  config.p_mem = 0.2                       # ETD / REM mask keep probability.
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'resnet9'            # resnet9 | vit
+  config.model.num_classes = 10
+  config.model.capacity = 0.5
+  config.model.expansion = 0.5             # Extra units for ETD (and REM's expansion).
+  config.model.width_multiplier = 0.125
+  config.model.dtype = 'float32'           # float32 | bfloat16
+
+  config.train = ml_collections.ConfigDict()
+  config.train.optimizer = 'sgd'
+  config.train.learning_rate = 0.05
+  config.train.schedule = 'warmup_linear_decay'
+  config.train.steps = 600                 # ~15 epochs of 5000 at batch 128 (400 can miss the poison).
+  config.train.batch_size = 128
+  config.train.momentum = 0.9
+  config.train.weight_decay = 5e-4
+  config.train.checkpoint_every = 100
+  config.eval_batch_size = 256
+  return config
+
+
+def parse_arg(arg: str, allowed, config_file: str) -> set[str]:
+  """The comma-separated arguments of `--config=FILE:ARG`; an unknown one is an error."""
+  parts = {part for part in arg.split(',') if part}
+  unknown = sorted(parts - set(allowed))
+  if unknown:
+    raise ValueError(f'{config_file}: arguments {unknown} are unknown; allowed: '
+                     f'{sorted(allowed)}.')
+  return parts
+
+
+def cell_with(**overrides) -> ml_collections.ConfigDict:
+  """The quickstart cell with dotted-field `overrides` (`{'model.capacity': 1.0}`)."""
+  config = cell_config()
+  for path, value in overrides.items():
+    *parents, leaf = path.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def sweep_config(cell: ml_collections.ConfigDict, axes: dict,
+                 method_axes: dict | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.experiment = 'sweep'
+  config.cell = cell
+  config.axes = ml_collections.ConfigDict(axes)
+  config.method_axes = ml_collections.ConfigDict(method_axes or {})
+  return config
+
+
+def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A few-minute CPU smoke version of a sweep config."""
+  cell = config.cell
+  cell.dataset = 'shapes'
+  cell.data.path = None
+  cell.data.data_dir = None
+  cell.data.image_size = 16
+  cell.data.num_train = 512
+  cell.data.num_test = 128
+  cell.num_corrupted = 32
+  cell.model.name = 'resnet9'
+  cell.model.width_multiplier = 0.125
+  cell.model.dtype = 'float32'
+  cell.train.steps = 60
+  cell.train.batch_size = 64
+  cell.train.checkpoint_every = 30
+  cell.eval_batch_size = 128
+  for name in cell.methods:
+    settings = cell.methods[name]
+    if 'epochs' in settings:
+      settings.epochs = 2 if name.startswith('rem') else 1
+    if 'eval_batch_size' in settings:
+      settings.eval_batch_size = 128
+    if name == 'scrub':
+      settings.msteps = 1
+  for name in list(config.axes):
+    if name != 'method' and not isinstance(config.axes[name], ml_collections.ConfigDict):
+      config.axes[name] = tuple(config.axes[name])[:2]
+  return config
