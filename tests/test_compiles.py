@@ -25,7 +25,7 @@ SETTINGS = {
     'scrub': {'epochs': 2, 'msteps': 1, 'eval_batch_size': 256},
     'bad_teacher': {'epochs': 1},
     'potion': {'eval_batch_size': 256, 'max_tries': 3},
-    'rem': {'epochs': 2, 'eval_batch_size': 256},
+    'rem': {'epochs': 1, 'eval_batch_size': 256},
 }
 
 
@@ -48,9 +48,8 @@ def test_a_second_discovery_rate_and_seed_compile_nothing(poisoned, name):
   recipe = dataclasses.replace(RECIPE, steps=4, checkpoint_every=4)
   method = get_method(name)
   method(original, poisoned.task(0.5, recipe=recipe), SETTINGS[name])  # Compiles.
-  with compilation.CompileCounter() as compiles:
-    method(original, poisoned.task(0.2, recipe=recipe), SETTINGS[name])
-    method(original, poisoned.task(1.0, seed=1, recipe=recipe), SETTINGS[name])
+  with compilation.CompileCounter() as compiles:  # Another rate and another seed at once.
+    method(original, poisoned.task(0.2, seed=1, recipe=recipe), SETTINGS[name])
   assert compiles.count == 0, f'{name} compiled {compiles.count} more programs'
 
 

@@ -57,7 +57,9 @@ def test_mutants_of_rem_fail_the_behaviour_test(poisoned, monkeypatch, mutant):
     redirect = losses.redirect
     monkeypatch.setattr(losses, 'redirect', lambda *a, **k: -redirect(*a, **k))
   # A fresh Setup (another max_flush_epochs or learning rate) retraces with the patched losses.
-  settings = {'max_flush_epochs': 0} if mutant == 'no_flush' else {'learning_rate': 0.0100001}
+  # (A sign-flipped flush never reaches gamma: 5 flush epochs an iteration are enough to fail.)
+  settings = ({'max_flush_epochs': 0} if mutant == 'no_flush' else
+              {'learning_rate': 0.0100001, 'max_flush_epochs': 5})
   ok, before, after = _heals(poisoned, _rem(poisoned, **settings))
   assert not ok, (mutant, before, after)
 
