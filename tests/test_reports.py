@@ -111,3 +111,17 @@ def test_write_reports_writes_every_file_from_the_records(tmp_path):
     assert expected in names
   assert (tmp_path / 'reports' / 'heatmaps.png').read_bytes()[:4] == b'\x89PNG'
 
+
+
+def test_the_committed_mini_benchmark_tables_regenerate_from_its_records(tmp_path):
+  import pathlib  # pylint: disable=g-import-not-at-top
+  committed = (pathlib.Path(__file__).resolve().parent.parent / 'benchmarks' / 'results'
+               / 'mini_cifar10')
+  records = store.ResultStore(committed / 'results.jsonl').read()
+  assert records, 'benchmarks/results/mini_cifar10/results.jsonl holds no records'
+  reports.write_reports(records, tmp_path)
+  for name in ('table.md', 'preconditions.md', 'costs.md'):
+    assert (tmp_path / name).read_text() == (committed / name).read_text(), name
+  # Every record's ids file is committed beside it.
+  for record in records:
+    assert (committed / record['ids_file']).is_file(), record['ids_file']
