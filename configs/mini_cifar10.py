@@ -7,9 +7,9 @@
 Plain capacity-0.5 ResNet-9 at width/4 (trunk widths 8, 16, 32, 16) trained for
 30 epochs (1170 steps, batch 256, SGD lr 0.05) on a seeded 10,000-image subset of the mirror,
 2,000 test images; 200 poisoned training images; discovery rates 0.2, 0.5, 1.0; methods no_ul,
-retrain, cf, ascent, npo, scrub, bad_teacher, potion, rem; seed 0. Expected: about 90 minutes
-on 2 CPU cores (one training run ≈ 500 s; per rate REM and Retrain ≈ 500 s each, CF, SCRUB and
-Bad Teacher ≈ 200 s each, the rest seconds).
+retrain, cf, ascent, npo, scrub, bad_teacher, potion, rem; seed 0. Measured: training 17 min
+and about 40 min per rate while other jobs shared the 2 cores (REM 16 min, Retrain 10-12, SCRUB
+4-9, Bad Teacher 5-6, CF 4, the rest under a minute): about 2 hours alone on 2 CPU cores.
 
 Why only the poison task: measured on this CPU setting, width/4 reaches test accuracy 0.62 and
 learns a 200-image poison trigger (success 0.76 on D_c) but memorises almost none of 200
