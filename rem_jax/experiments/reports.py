@@ -111,6 +111,14 @@ def preconditions_markdown(records: Sequence[dict], floors: Floors) -> str:
 # ---- Tables ------------------------------------------------------------------------------------
 
 
+def by_method(records: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+  """{(base, variant): its records}, in first-seen order: one table row or heatmap each."""
+  groups = collections.defaultdict(list)
+  for record in records:
+    groups[(record['base'], record['variant'])].append(record)
+  return groups
+
+
 def best_per_cell(records: Sequence[dict]) -> list[dict]:
   """For each (base, method, task, rate, seed), the variant with the best Healed x Utility,
   relabelled with the method's name."""
@@ -126,9 +134,7 @@ def best_per_cell(records: Sequence[dict]) -> list[dict]:
 
 def pooled_rows(records: Sequence[dict]) -> list[dict]:
   """One row per (base, variant): n and mean ± SEM (percent) of each metric, sorted by H×U."""
-  groups = collections.defaultdict(list)
-  for record in records:
-    groups[(record['base'], record['variant'])].append(record)
+  groups = by_method(records)
   rows = []
   for (base, variant), group in groups.items():
     row = {'base': base, 'method': variant, 'runs': len(group)}
@@ -177,9 +183,7 @@ def table_latex(rows: Sequence[dict]) -> str:
 
 def cost_rows(records: Sequence[dict]) -> list[dict]:
   """Per (base, variant): mean unlearning wall time and its percent of the training run."""
-  groups = collections.defaultdict(list)
-  for record in records:
-    groups[(record['base'], record['variant'])].append(record)
+  groups = by_method(records)
   rows = []
   for (base, variant), group in groups.items():
     percents, percents_no_eval, seconds = [], [], []
@@ -263,9 +267,7 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
 
 def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
   """One heatmap of H×U per (base, variant), and all of them in `heatmaps.png`."""
-  groups = collections.defaultdict(list)
-  for record in records:
-    groups[(record['base'], record['variant'])].append(record)
+  groups = by_method(records)
   order = sorted(groups, key=lambda key: -np.mean(
       [r['after']['healed_x_utility'] for r in groups[key]]))
   written = []
