@@ -6,14 +6,17 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import chex
+import jax
 import ml_collections
 import pytest
 
 from configs import mini_cifar10, paper_imagenette, paper_resnet9_cifar10, paper_vit_svhn
 from rem_jax import training
-from rem_jax.experiments import config_lib, store, sweep
+from rem_jax.experiments import cell, concurrent, config_lib, store, sweep
 from tests import sweep_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -80,13 +83,49 @@ def test_only_selects_cells_and_a_run_fills_in_the_rest(tmp_path, finished_sweep
   assert summary['ran'] == 2
   records = store.ResultStore(tmp_path / store.RESULTS_FILE).read()
   assert {(r['method'], r['discovery_rate']) for r in records} == {('npo', 1.0)}
-  assert sweep.run(config, tmp_path)['ran'] == 6
+  # The rest two at a time, each on 4 of the 8 devices.
+  assert sweep.run(config, tmp_path, parallel_cells=2)['ran'] == 6
   records = store.ResultStore(tmp_path / store.RESULTS_FILE).read()
   assert _keys(records) == _keys(complete)
+  assert sorted(r['num_devices'] for r in records) == [4] * 6 + [8] * 2
   # Same seeds, same cells: the same numbers as the uninterrupted run.
   by_key = {r['cell']: r['after'] for r in complete}
   for record in records:
     assert record['after'] == pytest.approx(by_key[record['cell']], abs=1e-6), record['cell']
+
+
+def test_cells_sharing_one_device_compute_what_each_computes_alone():
+  # The many-runs-per-GPU path: REM at two discovery rates, two at a time on one device.
+  config = sweep_config.get_config().cell
+  config.method = 'rem'
+  slots = concurrent.cell_meshes(2, jax.devices()[:1])
+  mesh = slots[0]
+  assert slots == [mesh, mesh]
+  prepared = cell.prepare(config, mesh, rates=(0.5, 1.0))
+  threads = set()
+
+  def work(rate, cell_mesh):
+    threads.add(threading.current_thread().name)
+    cell_config = config.copy_and_resolve_references()
+    cell_config.discovery_rate = rate
+    return cell.unlearn_and_evaluate(cell_config, prepared, cell_mesh)
+
+  together = {rate: result for rate, _, result in concurrent.run_cells((0.5, 1.0), slots, work)}
+  assert len(threads) == 2
+  for rate in (0.5, 1.0):
+    _, after, unlearned = work(rate, mesh)
+    assert together[rate][1] == after
+    chex.assert_trees_all_equal(together[rate][2].variables, unlearned.variables)
+  assert together[0.5][1] != together[1.0][1]
+
+
+def test_parallel_cells_must_split_the_devices_evenly():
+  devices = jax.devices()[:4]
+  assert [m.size for m in concurrent.cell_meshes(2, devices)] == [2, 2]
+  assert [m.size for m in concurrent.cell_meshes(8, devices)] == [1] * 8
+  for bad in (0, 3, 6):
+    with pytest.raises(ValueError, match='parallel_cells'):
+      concurrent.cell_meshes(bad, devices)
 
 
 def test_a_sweep_killed_mid_grid_resumes_to_the_same_records(tmp_path, finished_sweep):

@@ -104,6 +104,15 @@ class Prepared:
     return methods.Task(self.views(rate), self.record, self.record.forget_ids_at(rate), mesh,
                         self.recipe.batch_size, seed, self.recipe)
 
+  def on(self, mesh) -> 'Prepared':
+    """The same data and original model, copied onto `mesh` (a cell running on part of the
+    devices: `rem_jax.experiments.concurrent`)."""
+    replicated = sharding.replicated(mesh)
+    images = {split: jax.device_put(array, replicated) for split, array in self.images.items()}
+    original = dataclasses.replace(
+        self.original, variables=jax.device_put(self.original.variables, replicated))
+    return dataclasses.replace(self, images=images, original=original)
+
 
 def prepare(config: ml_collections.ConfigDict, mesh, *, rates=None, workdir=None,
             log_metrics=None, splits: sources.Splits | None = None) -> Prepared:

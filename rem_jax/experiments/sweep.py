@@ -45,6 +45,7 @@ from rem_jax import methods
 from rem_jax import sharding
 from rem_jax import training
 from rem_jax.experiments import cell as cell_module
+from rem_jax.experiments import concurrent
 from rem_jax.experiments import store as store_module
 from rem_jax.models import describe
 
@@ -366,11 +367,17 @@ def _failure_record(cell: Cell, train_record: dict, error: str) -> dict:
 
 
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
-        only: Sequence[str] = ()) -> dict:
-  """Runs every (selected) cell not yet recorded; returns a summary and writes the reports."""
+        only: Sequence[str] = (), parallel_cells: int = 1) -> dict:
+  """Runs every (selected) cell not yet recorded; returns a summary and writes the reports.
+
+  `parallel_cells` > 1 runs that many cells of one original model at once, each on its share
+  of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would alone on
+  a mesh of that size.
+  """
   from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
   grid = expand_grid(config)
   cells = select(grid, only) if only else grid
+  meshes = concurrent.cell_meshes(parallel_cells)
   workdir = pathlib.Path(workdir).expanduser().absolute()
   results_path = workdir / store_module.RESULTS_FILE
   status = checkpoints.check_workdir(workdir, config.to_dict(), overwrite=overwrite)
@@ -380,29 +387,39 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   finished = store.finished_cells()
   todo = [c for c in cells if c.key not in finished]
   logging.info('Sweep in %s (%s): %d cells in the grid, %d selected, %d already recorded, %d to '
-               'run, %d original models.', workdir, status, len(grid), len(cells),
-               len(cells) - len(todo), len(todo), len({c.original_key for c in todo}))
+               'run, %d original models, %d at a time.', workdir, status, len(grid), len(cells),
+               len(cells) - len(todo), len(todo), len({c.original_key for c in todo}),
+               parallel_cells)
+  for cell in todo:
+    cell_module.check_config(cell.config)  # The combination (each value was checked alone).
   mesh = sharding.make_mesh()
   originals = _Originals(workdir, mesh, grid)
   # Cells that share an original model run back to back: each model is trained once.
-  order = {key: index for index, key in enumerate(dict.fromkeys(c.original_key for c in todo))}
-  todo.sort(key=lambda c: order[c.original_key])
+  by_original = {}
+  for cell in todo:
+    by_original.setdefault(cell.original_key, []).append(cell)
   with tqdm.tqdm(total=len(cells), initial=len(cells) - len(todo), desc='cells', unit='cell',
                  dynamic_ncols=True) as progress:
-    for cell in todo:
-      progress.set_postfix_str(cell.key, refresh=True)
-      cell_config = cell.config
-      cell_module.check_config(cell_config)  # The combination (each value was checked alone).
-      prepared, train_record = originals.get(cell)
-      try:
-        before, after, unlearned = cell_module.unlearn_and_evaluate(cell_config, prepared, mesh)
-      except training.NonFiniteLossError as error:
-        # A method that diverges is a result too: recorded (and not retried), not fatal.
-        logging.warning('Cell %s diverged: %s', cell.key, error)
-        store.append(_failure_record(cell, train_record, str(error)))
-      else:
-        store.append(_record(cell, prepared, train_record, before, after, unlearned))
-      progress.update(1)
+    for group in by_original.values():
+      prepared, train_record = originals.get(group[0])
+      placed = concurrent.placements(meshes, prepared.on)
+
+      def work(cell, cell_mesh, placed=placed):
+        try:
+          return cell_module.unlearn_and_evaluate(cell.config, placed(cell_mesh), cell_mesh)
+        except training.NonFiniteLossError as error:
+          return error
+
+      for cell, cell_mesh, outcome in concurrent.run_cells(group, meshes, work):
+        if isinstance(outcome, training.NonFiniteLossError):
+          # A method that diverges is a result too: recorded (and not retried), not fatal.
+          logging.warning('Cell %s diverged: %s', cell.key, outcome)
+          store.append(_failure_record(cell, train_record, str(outcome)))
+        else:
+          store.append({**_record(cell, prepared, train_record, *outcome),
+                        'num_devices': cell_mesh.size})
+        progress.set_postfix_str(cell.key, refresh=False)
+        progress.update(1)
   records = store.read()
   written = reports.write_reports(records, workdir / REPORTS_DIR)
   return {'summary': reports.summary_table(records), 'results': str(results_path),
