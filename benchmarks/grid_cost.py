@@ -6,7 +6,9 @@
 
 Takes the first task, seed and base of a sweep config, trains its original model once, then runs
 every method of the grid at each of --rates in turn and reports per method: the wall time of each
-run (device-synchronised) and relative to the training run, next to the paper's A.8; the number
+run (device-synchronised) and relative to the training run, next to the paper's A.8 and to the
+method's FLOP floor (`rem_jax.experiments.floors`: the passes its algorithm cannot avoid, as a
+share of the training run's work; `x floor` is the measured time over the floor's); the number
 of XLA compilations (`rem_jax.compilation.CompileCounter`) of the first rate and of all later
 ones together, which must be 0 (a compile per rate would multiply over a 3,000-cell grid); and
 the peak device memory where the backend reports it (GPUs; CPUs do not). Prints a table and
@@ -20,10 +22,13 @@ import time
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 from ml_collections import config_flags
 
 from rem_jax import compilation, files, sharding
-from rem_jax.experiments import cell, reports, sweep
+from rem_jax.experiments import cell, floors, reports, sweep
+from rem_jax.methods import rem
+from rem_jax.models import init_variables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/mini_cifar10.py:runlocal',
                                           'A sweep config.')
@@ -34,6 +39,29 @@ _OUTPUT = flags.DEFINE_string('output', 'benchmarks/results/grid_cost_cpu.json',
 def peak_memory_bytes() -> int | None:
   stats = jax.devices()[0].memory_stats() or {}
   return stats.get('peak_bytes_in_use')
+
+
+def forward_flops(model, image_shape, batch: int = 8) -> float:
+  """XLA's count of one eval-mode forward pass per image."""
+  variables = init_variables(model, jax.random.key(0), image_shape)
+  images = jnp.zeros((batch, *image_shape))
+  mask = jnp.zeros((batch, model.mask_size))
+  forward = jax.jit(lambda v, x, m: model.apply(v, x, m, train=False))
+  cost = forward.lower(variables, images, mask).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost  # Older JAX: one dict per device.
+  return cost['flops'] / batch
+
+
+def expanded_cost(config, prepared) -> float:
+  """REM's expanded model's forward FLOPs over the original's (1: already expanded, or none)."""
+  model = prepared.original.model
+  amount = config.methods.rem.get('expansion')
+  amount = rem.default_expansion(model.capacity) if amount is None else amount
+  if model.mask_size or not amount:
+    return 1.0
+  image_shape = prepared.splits.train.images.shape[1:]
+  return (forward_flops(model.clone(expansion=amount), image_shape)
+          / forward_flops(model, image_shape))
 
 
 def main(argv):
@@ -47,11 +75,18 @@ def main(argv):
   config = first.config
   prepared = cell.prepare(config, mesh, rates=rates)
   train_s = prepared.train_record['wall_time_s']
+  rem_cost = expanded_cost(config, prepared)
+
+  def sizes(rate):
+    views = prepared.views(rate)
+    return floors.Sizes(views.train.num_examples, views.forget.num_examples,
+                        prepared.recipe.batch_size, prepared.recipe.steps, rem_cost)
+
   rows = {}
   for variant in methods:
     if variant not in cells:
       continue
-    times, compiles = [], []
+    times, compiles, floor_percents = [], [], []
     for rate in rates:
       cell_config = cells[variant].config
       cell_config.discovery_rate = rate
@@ -61,26 +96,35 @@ def main(argv):
         _, _, unlearned = cell.unlearn_and_evaluate(cell_config, prepared, mesh)
         times.append(time.perf_counter() - began)
       compiles.append(counter.count)
+      floor_percents.append(floors.floor_percent(cells[variant].method, unlearned.record,
+                                                 sizes(rate)))
       del unlearned
     method = cells[variant].method
     rows[variant] = {
         'wall_time_s': times, 'compiles_first_rate': compiles[0],
         'compiles_later_rates': sum(compiles[1:]),
         'percent_of_training': [100 * t / train_s for t in times],
+        'floor_percent_of_training': floor_percents,
+        'times_floor': [100 * t / train_s / f if f else None
+                        for t, f in zip(times, floor_percents)],
         'paper_percent': reports.PAPER_COST_PERCENT.get(method),
         'peak_memory_bytes': peak_memory_bytes()}
   print(f'training: {train_s:.1f} s ({prepared.recipe.steps} steps)')
-  print(f'{"method":<26} {"compiles (1st / later)":>22} {"% of training per rate":>30} '
-        f'{"paper %":>8}')
+  print(f'REM\'s expanded model costs {rem_cost:.2f}x the original\'s forward FLOPs.')
+  print(f'{"method":<14} {"compiles (1st / later)":>22} {"% of training per rate":>24} '
+        f'{"floor %":>24} {"x floor":>20} {"paper %":>8}')
+  numbers = lambda values, form: ' '.join('     -' if v is None else format(v, form)
+                                          for v in values)
   for variant, row in rows.items():
-    percents = ' '.join(f'{p:6.1f}' for p in row['percent_of_training'])
     paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
-    print(f'{variant:<26} {row["compiles_first_rate"]:>12} / {row["compiles_later_rates"]:<7} '
-          f'{percents:>30} {paper:>8}')
+    print(f'{variant:<14} {row["compiles_first_rate"]:>12} / {row["compiles_later_rates"]:<7} '
+          f'{numbers(row["percent_of_training"], "6.1f"):>24} '
+          f'{numbers(row["floor_percent_of_training"], "6.1f"):>24} '
+          f'{numbers(row["times_floor"], "6.1f"):>20} {paper:>8}')
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
       'command': ' '.join(['python'] + sys.argv), 'rates': rates, 'cell': first.key,
       'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
-      'train': prepared.train_record, 'results': rows})
+      'train': prepared.train_record, 'rem_expanded_cost': rem_cost, 'results': rows})
 
 
 if __name__ == '__main__':

@@ -1,0 +1,32 @@
+"""FLOP floors: hand-counted values on small sizes, and bad input."""
+
+import pytest
+
+from rem_jax.experiments import floors
+
+# 100 training images of which 10 are forgotten; training ran 50 steps of 20 (3,000 F of work).
+SIZES = floors.Sizes(train=100, forget=10, batch_size=20, training_steps=50, expanded_cost=2.0)
+
+
+@pytest.mark.parametrize('method, unlearn, forwards', [
+    ('no_ul', {'epochs': 0}, 0),
+    ('retrain', {'steps': 50}, 3000),  # The same recipe again: 100 % of training.
+    ('cf', {'epochs': 2}, 2 * 90 * 3),
+    ('ascent', {'epochs': 3}, 3 * (10 * 3 + 100)),
+    ('npo', {'epochs': 1}, 10 * 4 + 100),
+    ('scrub', {'epochs': 4, 'max_epochs': 2}, (2 * 10 + 4 * 90) * 4),
+    ('bad_teacher', {'epochs': 2}, 2 * 100 * 4),
+    ('potion', {'tries': [{}, {}]}, 2 * (100 * 3 + 10)),
+    # BatchNorm pass 100, flush 3 epochs x 10 x 4, its stop rule (3 + 2) x 10, repair
+    # 2 x 100 x 7, selection 2 x 100; twice that for the expanded model.
+    ('rem', {'epochs': 2, 'iterations': [{'flush_epochs': 2}, {'flush_epochs': 1}]},
+     2 * (100 + 120 + 50 + 1400 + 200)),
+])
+def test_floors_count_each_methods_passes(method, unlearn, forwards):
+  assert floors.floor_forwards(method, unlearn, SIZES) == forwards
+  assert floors.floor_percent(method, unlearn, SIZES) == pytest.approx(100 * forwards / 3000)
+
+
+def test_an_unknown_method_is_named():
+  with pytest.raises(ValueError, match="method='sgd' has no FLOP floor"):
+    floors.floor_forwards('sgd', {}, SIZES)
