@@ -15,6 +15,7 @@ import ml_collections
 import pytest
 
 from configs import mini_cifar10, paper_imagenette, paper_resnet9_cifar10, paper_vit_svhn
+from configs import quickstart
 from rem_jax import training
 from rem_jax.experiments import cell, concurrent, config_lib, store, sweep
 from tests import sweep_config
@@ -215,6 +216,7 @@ def test_base_presets_set_capacity_and_masks():
     (mini_cifar10, '', 3 * 9, 1),
     (mini_cifar10, 'swaps', 3 * 3 * 9, 3),
     (mini_cifar10, 'runlocal', 2 * 9, 1),
+    (quickstart, 'sweep', 3 * 3, 1),
 ])
 def test_reproduction_configs_expand_to_their_grids(module, arg, cells, originals):
   grid = sweep.expand_grid(module.get_config(arg))
