@@ -8,6 +8,10 @@ cell (configs/quickstart.py: the workdir receives `config.json`, `corruption.jso
 command resumes from its last checkpoint), a sweep over the task space (configs/mini_cifar10.py,
 configs/paper_*.py: `results.jsonl` and `reports/`; a re-run skips the recorded cells, `--only`
 selects cells) or a practitioner's unlearning run (configs/unlearn.py).
+
+Data-parallel over every local GPU by default; with `--distributed`, one process per host (or
+per GPU), each started with the same command, forms one global mesh (`rem_jax.distributed`);
+only process 0 writes files and prints the table.
 """
 
 import logging as python_logging
@@ -19,6 +23,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rem_jax import distributed
 from rem_jax import experiments
 from rem_jax.data import sources
 
@@ -30,6 +35,16 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False,
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Sweeps: run only the cells whose AXIS is one of the values, as AXIS=V1,V2 '
     '(repeat for several axes), e.g. --only=method=rem,npo --only=discovery_rate=0.5.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-process run: call jax.distributed.initialize first (one '
+    'process per host or GPU, all with the same command; under Slurm, Open MPI or on a TPU pod '
+    'the next three flags are detected).')
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None, '--distributed: HOST:PORT of process 0, the same everywhere.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      '--distributed: how many processes in all.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   '--distributed: this process, 0 … num_processes − 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -58,16 +73,38 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   python_logging.getLogger('absl').addFilter(_quiet_orbax)
+  try:
+    _start_processes()
+  except ValueError as error:
+    _fail(str(error))
   if not jax.config.jax_compilation_cache_dir:
     # Re-runs and resumed runs skip XLA compilation (JAX_COMPILATION_CACHE_DIR overrides).
     jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
+  if (message := distributed.no_accelerator_message()) is not None:
+    logging.warning(message)
   try:
     result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
                              only=_ONLY.value)
   except (ValueError, RuntimeError) as error:
-    # Bad configuration, data or a diverged run: one line, no traceback from deep inside.
-    _fail(str(error))
-  print(report(result))
+    # Bad configuration, data, a diverged run or a device out of memory: one line that says
+    # what to change, no traceback from deep inside.
+    _fail(distributed.describe_error(error, _CONFIG.value) or str(error))
+  if jax.process_index() == 0:  # Every process holds the same result.
+    print(report(result))
+
+
+def _start_processes() -> None:
+  """`--distributed`: joins the other processes before JAX touches a device."""
+  explicit = {'coordinator_address': _COORDINATOR_ADDRESS.value,
+              'num_processes': _NUM_PROCESSES.value, 'process_id': _PROCESS_ID.value}
+  distributed.check_flags(_DISTRIBUTED.value, **explicit)
+  if not _DISTRIBUTED.value:
+    return
+  distributed.initialize(**explicit)
+  if _OVERWRITE.value and jax.process_count() > 1:
+    # Every process would delete the workdir's checkpoints while the others may be reading them.
+    raise ValueError('--overwrite is not supported with several processes; delete the workdir '
+                     'or use another one.')
 
 
 _COLUMNS = {'healed': 'Healed', 'utility': 'Utility', 'healed_x_utility': 'Healed x Utility',

@@ -1,4 +1,9 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of one."""
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+In a multi-process run (`rem_jax.distributed`) only process 0 writes: every process computes
+the same records (metrics come back replicated), and on the shared file system a multi-host
+run needs, the others would only write the same files again and append every line N times.
+"""
 
 import json
 import os
@@ -7,13 +12,24 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
+import jax
 
-def write_atomic(path, write: Callable[[BinaryIO], object]) -> None:
+
+def is_writer() -> bool:
+  """Whether this process writes the run's files: always on one process, else process 0."""
+  return jax.process_index() == 0
+
+
+def write_atomic(path, write: Callable[[BinaryIO], object], *,
+                 every_process: bool = False) -> None:
   """Calls `write` on a temporary binary file beside `path`, then renames it onto `path`.
 
   The rename is atomic on POSIX file systems, so a crash or a concurrent reader never sees a
-  torn file; the temporary file is removed if `write` fails.
+  torn file; the temporary file is removed if `write` fails. Only process 0 writes unless
+  `every_process` (a host's own cache, for example).
   """
+  if not (every_process or is_writer()):
+    return
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
@@ -30,7 +46,7 @@ def write_atomic(path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def write_json_atomic(path, value) -> None:
-  """`value` as indented, key-sorted JSON, written atomically."""
+  """`value` as indented, key-sorted JSON, written atomically (process 0 only)."""
   text = json.dumps(value, indent=2, sort_keys=True) + '\n'
   write_atomic(path, lambda f: f.write(text.encode()))
 
@@ -47,6 +63,9 @@ class JsonLines:
     self.path.parent.mkdir(parents=True, exist_ok=True)
 
   def append(self, record: dict) -> None:
+    """Appends `record` as one line (process 0 only: see the module docstring)."""
+    if not is_writer():
+      return
     with open(self.path, 'a', encoding='utf-8') as f:
       f.write(json.dumps(record, sort_keys=True) + '\n')
       f.flush()

@@ -308,4 +308,6 @@ def predict(predict_fn: Callable, variables: dict, images, view: pipeline.View,
   predictions = jnp.concatenate([p for p, _ in outputs])
   real = jnp.concatenate([w for _, w in outputs]) > 0
   # Padding sits only at the end of the last batch, so the real examples come first, in order.
-  return jax.device_get(predictions)[jax.device_get(real)]
+  # `to_host` gathers the batch-sharded predictions from every process in a multi-process run.
+  predictions, real = sharding.to_host((predictions, real))
+  return predictions[real]

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 import tarfile
 import time
 
@@ -219,9 +220,35 @@ def test_tfds_not_prepared_fails_fast_with_the_offline_recipe(tmp_path, monkeypa
     sources.load('cifar10', data_dir=tmp_path)
   monkeypatch.setattr(sources, '_tensorflow_installed', lambda: True)
   monkeypatch.setattr(sources, '_internet_reachable', lambda: False)
-  with pytest.raises(RuntimeError, match=r"cannot be reached.*path=P.*'shapes'"):
+  with pytest.raises(RuntimeError, match=r"cannot be reached.*path=P.*'shapes'") as raised:
     sources.load('svhn_cropped', data_dir=tmp_path)
   assert time.perf_counter() - start < 10
+  # The command line's way is named too, and the README section that describes the layout.
+  assert '--config.data.path=/path/to/folder-or-archive' in str(raised.value)
+  assert 'README, section Data' in str(raised.value)
+
+
+def test_a_failed_tfds_download_says_how_to_use_an_offline_copy(tmp_path, monkeypatch):
+  # The server answered the connection check, but the download itself failed (a proxy, say).
+  class Builder:
+    data_dir = str(tmp_path)
+
+    def download_and_prepare(self, **kwargs):
+      raise ConnectionError('HTTPSConnectionPool: Max retries exceeded\n(a long trace)')
+
+  monkeypatch.setattr(sources, '_tensorflow_installed', lambda: True)
+  monkeypatch.setattr(sources, '_internet_reachable', lambda: True)
+  with pytest.raises(RuntimeError, match=r"could not download and prepare 'cifar10' .*"
+                     r"\(ConnectionError: HTTPSConnectionPool: Max retries exceeded\)\. "
+                     r'Without TFDS, use an offline copy .*--config\.data\.path='):
+    sources._prepare_tfds(Builder(), 'cifar10')
+
+
+def test_missing_tensorflow_datasets_is_a_readable_error(monkeypatch):
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets', None)  # `import` raises ImportError.
+  with pytest.raises(RuntimeError, match=r"reading TFDS dataset 'cifar10' needs "
+                     r'tensorflow-datasets.*--config\.data\.path='):
+    sources.load('cifar10')
 
 
 def test_internet_check_is_bounded_in_time(monkeypatch):

@@ -60,6 +60,9 @@ def test_quickstart_smoke_run_writes_every_record(tmp_path):
                    '--config.methods.rem.eval_batch_size=64')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Healed' in result.stdout and 'after rem' in result.stdout
+  # No GPU here: one line says so and how to get one, and the run goes on.
+  assert result.stderr.count('No GPU or TPU found: running on the CPU') == 1
+  assert 'pip install -U "jax[cuda13]"' in result.stderr
   record = json.loads((tmp_path / 'results.json').read_text())
   assert record['train'] == {**record['train'], 'steps': 8, 'resumed_from': 0, 'steps_run': 8}
   for phase in ('before', 'after'):
@@ -124,6 +127,8 @@ def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
     ('--config.foo=1', "cannot build the config: \"'foo'\" (a --config.FIELD override must "
                        'name a field'),
     ('--config.seed=abc', 'flag --config.seed=abc'),
+    ('--coordinator_address=localhost:1234', '--coordinator_address configure a multi-process '
+                                             'run: add --distributed'),
 ])
 def test_bad_config_exits_nonzero_with_one_readable_line(tmp_path, override, message):
   line = _one_error_line(_launch(tmp_path / 'run', override))

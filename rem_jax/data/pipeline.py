@@ -184,7 +184,9 @@ class View:
     batch = Batch(self.ids[positions], self.labels[positions], self.triggered[positions],
                   np.asarray(weights, np.float32))
     spec = PartitionSpec(*([None] * (positions.ndim - 1)), sharding.DATA_AXIS)
-    return jax.device_put(batch, NamedSharding(mesh, spec))
+    # Every process holds the same positions (drawn from the shared seed), so each feeds its
+    # own devices their slice of the batch.
+    return sharding.host_to_global(batch, NamedSharding(mesh, spec))
 
   def training_epoch(self, batch_size: int, key: jax.Array, mesh: Mesh) -> Iterator[Batch]:
     """The batches of one shuffled epoch (see `epoch_batches`)."""
@@ -220,7 +222,10 @@ class Views:
 
 
 def put_images(splits: Splits, mesh: Mesh) -> dict[str, jax.Array]:
-  """Both splits' uint8 images, replicated on the mesh: 'train' and 'test'."""
+  """Both splits' uint8 images, replicated on the mesh: 'train' and 'test'.
+
+  In a multi-process run every process loads the same splits and fills its own devices.
+  """
   return {'train': sharding.replicate(splits.train.images, mesh),
           'test': sharding.replicate(splits.test.images, mesh)}
 

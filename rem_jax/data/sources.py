@@ -7,7 +7,8 @@ images, int32 labels and class names in a fixed order, so that the dataset id of
 - `cifar10`, `svhn_cropped`, `imagenette` are read from a prepared TFDS directory with
   `tfds.data_source` (no TensorFlow needed). Preparing them once needs TensorFlow
   (`pip install 'rem_jax[tfds-prepare]'`) and the internet; without either we fail at once with a
-  message that points at the offline source, instead of letting TFDS retry DNS for minutes.
+  message that points at the offline source (`--config.data.path=...`), instead of letting TFDS
+  retry DNS for minutes, and a download that fails anyway gets the same pointer.
 - Offline: a folder or `.tar.gz` laid out as `split/class_name/*.jpg|png` (`path=`). Labels
   follow the sorted class names, examples the sorted file names. The archive is read as a stream
   (nothing is extracted) and the decoded arrays are cached as `.npz` outside the repository, keyed
@@ -173,11 +174,14 @@ def load_tfds(name: str, *, data_dir: str | os.PathLike | None = None,
   Prepares it first when TensorFlow and the internet are both available; otherwise raises a
   `RuntimeError` within seconds explaining how to prepare it or use an offline source.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
-
   if name not in TFDS_DATASETS:
     raise ValueError(f'TFDS dataset name={name!r} is unknown; allowed: '
                      f'{", ".join(TFDS_DATASETS)}.')
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
+  except ImportError as error:
+    raise RuntimeError(f'reading TFDS dataset {name!r} needs tensorflow-datasets ({error}; '
+                       'pip install tensorflow-datasets). ' + offline_hint(name)) from error
   builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
   if not _tfds_is_prepared(builder):
     _prepare_tfds(builder, name)
@@ -202,22 +206,40 @@ def _tfds_is_prepared(builder) -> bool:
   return builder.is_prepared()
 
 
+def offline_hint(name: str) -> str:
+  """How to run without TFDS: the offline source, on the command line and in Python."""
+  return (f'Without TFDS, use an offline copy of {name!r}: --config.data.path=/path/to/'
+          f'folder-or-archive on the command line (rem_jax.data.load({name!r}, path=P) in '
+          'Python), a folder or .tar.gz laid out as train/<class_name>/*.jpg|png and '
+          'test/<class_name>/... (e.g. a CIFAR-10 JPEG mirror; see the README, section Data), '
+          "or the built-in dataset 'shapes' (--config.dataset=shapes).")
+
+
 def _prepare_tfds(builder, name: str) -> None:
   """Downloads and prepares `builder`, or explains at once why that cannot work here."""
-  offline_hint = (
-      f'Without them, use an offline copy: rem_jax.data.load({name!r}, path=P), where P is a '
-      'folder or .tar.gz laid out as train/<class_name>/*.jpg|png and test/<class_name>/... '
-      "(e.g. a CIFAR-10 JPEG mirror), or the built-in dataset 'shapes'.")
   if not _tensorflow_installed():
     raise RuntimeError(
         f'TFDS dataset {name!r} is not prepared in {builder.data_dir}, and preparing it needs '
-        "TensorFlow (pip install 'rem_jax[tfds-prepare]') and internet access. " + offline_hint)
+        "TensorFlow (pip install 'rem_jax[tfds-prepare]') and internet access. "
+        + offline_hint(name))
   if not _internet_reachable():
     raise RuntimeError(
         f'TFDS dataset {name!r} is not prepared in {builder.data_dir}, and its download server '
         'cannot be reached (offline?). Prepare it on a machine with internet access and copy '
-        'the data directory here (data_dir=...). ' + offline_hint)
-  builder.download_and_prepare(file_format='array_record')
+        'the data directory here (data_dir=...). ' + offline_hint(name))
+  try:
+    builder.download_and_prepare(file_format='array_record')
+  except Exception as error:  # pylint: disable=broad-except
+    # The server answered the connection check, yet the download failed (a proxy, a firewall,
+    # a moved file, a full disk): TFDS's own error comes from deep inside, so say what to do.
+    raise RuntimeError(
+        f'TFDS could not download and prepare {name!r} into {builder.data_dir} '
+        f'({type(error).__name__}: {_first_line(error)}). ' + offline_hint(name)) from error
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else 'no message'
 
 
 def _tensorflow_installed() -> bool:
@@ -387,4 +409,5 @@ def _read_cache(cache_file: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def _write_cache(cache_file: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
-  files.write_atomic(cache_file, lambda f: np.savez(f, **arrays))
+  # Every process caches: each host decodes (and may keep) its own copy of the data.
+  files.write_atomic(cache_file, lambda f: np.savez(f, **arrays), every_process=True)

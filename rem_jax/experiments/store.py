@@ -11,6 +11,8 @@ import os
 import pathlib
 import warnings
 
+from rem_jax import files
+
 RESULTS_FILE = 'results.jsonl'
 
 
@@ -60,7 +62,12 @@ class ResultStore:
     return {record['cell'] for record in self.read() if 'cell' in record}
 
   def append(self, record: dict) -> None:
-    """Adds one record as one line; first removes a truncated trailing line, if any."""
+    """Adds one record as one line; first removes a truncated trailing line, if any.
+
+    In a multi-process run only process 0 appends: every process computed the same record.
+    """
+    if not files.is_writer():
+      return
     line = (json.dumps(record, sort_keys=True) + '\n').encode('utf-8')
     self.path.parent.mkdir(parents=True, exist_ok=True)
     with open(self.path, 'a+b') as f:
