@@ -35,6 +35,10 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False,
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Sweeps: run only the cells whose AXIS is one of the values, as AXIS=V1,V2 '
     '(repeat for several axes), e.g. --only=method=rem,npo --only=discovery_rate=0.5.')
+_PARALLEL_CELLS = flags.DEFINE_integer(
+    'parallel_cells', 1, 'Sweeps: run this many cells at once, each on an equal share of the '
+    'devices, or several on one device when there are fewer devices than cells (small models '
+    'leave a GPU idle between steps).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Multi-process run: call jax.distributed.initialize first (one '
     'process per host or GPU, all with the same command; under Slurm, Open MPI or on a TPU pod '
@@ -84,7 +88,7 @@ def main(argv):
     logging.warning(message)
   try:
     result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                             only=_ONLY.value)
+                             only=_ONLY.value, parallel_cells=_PARALLEL_CELLS.value)
   except (ValueError, RuntimeError) as error:
     # Bad configuration, data, a diverged run or a device out of memory: one line that says
     # what to change, no traceback from deep inside.
