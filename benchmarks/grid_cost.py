@@ -3,6 +3,8 @@
     python benchmarks/grid_cost.py --config=configs/mini_cifar10.py:runlocal   # CPU, minutes
     python benchmarks/grid_cost.py --config=configs/paper_resnet9_cifar10.py:table1 \
         --rates=0.1,0.5,1.0 --output=benchmarks/results/grid_cost_gpu.json      # GPU
+    python benchmarks/grid_cost.py --records=benchmarks/results/mini_cifar10/results.jsonl \
+        --output=benchmarks/results/mini_cifar10/floors.json    # a finished sweep's cells
 
 Takes the first task, seed and base of a sweep config, trains its original model once, then runs
 every method of the grid at each of --rates in turn and reports per method: the wall time of each
@@ -23,16 +25,20 @@ from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
+import ml_collections
 from ml_collections import config_flags
 
 from rem_jax import compilation, files, sharding
-from rem_jax.experiments import cell, floors, reports, sweep
+from rem_jax.experiments import cell, floors, reports, store, sweep
 from rem_jax.methods import rem
 from rem_jax.models import init_variables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/mini_cifar10.py:runlocal',
                                           'A sweep config.')
 _RATES = flags.DEFINE_list('rates', ['0.2', '0.5', '1.0'], 'Discovery rates, in run order.')
+_RECORDS = flags.DEFINE_string(
+    'records', '', "A sweep's results.jsonl: instead of running a slice, report its recorded "
+    "cells' times against their floors.")
 _OUTPUT = flags.DEFINE_string('output', 'benchmarks/results/grid_cost_cpu.json', 'JSON path.')
 
 
@@ -52,20 +58,57 @@ def forward_flops(model, image_shape, batch: int = 8) -> float:
   return cost['flops'] / batch
 
 
-def expanded_cost(config, prepared) -> float:
+def expanded_cost(config, model, image_shape) -> float:
   """REM's expanded model's forward FLOPs over the original's (1: already expanded, or none)."""
-  model = prepared.original.model
   amount = config.methods.rem.get('expansion')
   amount = rem.default_expansion(model.capacity) if amount is None else amount
   if model.mask_size or not amount:
     return 1.0
-  image_shape = prepared.splits.train.images.shape[1:]
   return (forward_flops(model.clone(expansion=amount), image_shape)
           / forward_flops(model, image_shape))
 
 
+def from_records(path: pathlib.Path) -> None:
+  """Each recorded cell's time against its floor, both as % of its original's training run."""
+  records = [r for r in store.ResultStore(path).read() if 'after' in r]
+  if not records:
+    raise app.UsageError(f'--records: {path} holds no finished cell.')
+  config = ml_collections.ConfigDict(records[0]['config'])
+  size = config.data.image_size
+  rem_cost = expanded_cost(config, cell.original_model(config)[0], (size, size, 3))
+  rows = []
+  for record in sorted(records, key=lambda r: (r['variant'], r['discovery_rate'])):
+    config = ml_collections.ConfigDict(record['config'])
+    num_train = record.get('num_train') or config.data.num_train
+    if not num_train:
+      raise app.UsageError(f'--records: {record["cell"]} records no training-set size.')
+    sizes = floors.Sizes(num_train, record['num_forget'], config.train.batch_size,
+                         config.train.steps, rem_cost)
+    floor = floors.floor_percent(record['method'], record['unlearn'], sizes)
+    train_s = record['train']['wall_time_full_s'] or record['train']['wall_time_s']
+    measured = 100 * record['unlearn']['wall_time_s'] / train_s
+    rows.append({'cell': record['cell'], 'variant': record['variant'],
+                 'discovery_rate': record['discovery_rate'],
+                 'percent_of_training': measured, 'floor_percent_of_training': floor,
+                 'times_floor': measured / floor if floor else None,
+                 'paper_percent': reports.PAPER_COST_PERCENT.get(record['method'])})
+  print(f'REM\'s expanded model costs {rem_cost:.2f}x the original\'s forward FLOPs.')
+  print(f'{"method":<14} {"rate":>5} {"% of training":>14} {"floor %":>8} {"x floor":>8} '
+        f'{"paper %":>8}')
+  for row in rows:
+    ratio = '-' if row['times_floor'] is None else f'{row["times_floor"]:.2f}'
+    paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
+    print(f'{row["variant"]:<14} {row["discovery_rate"]:>5} {row["percent_of_training"]:>14.1f} '
+          f'{row["floor_percent_of_training"]:>8.1f} {ratio:>8} {paper:>8}')
+  files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
+      'command': ' '.join(['python'] + sys.argv), 'records': str(path),
+      'device': records[0]['device'], 'rem_expanded_cost': rem_cost, 'results': rows})
+
+
 def main(argv):
   del argv
+  if _RECORDS.value:
+    return from_records(pathlib.Path(_RECORDS.value))
   grid = sweep.expand_grid(_CONFIG.value)
   rates = [float(rate) for rate in _RATES.value]
   first = grid[0]
@@ -75,7 +118,8 @@ def main(argv):
   config = first.config
   prepared = cell.prepare(config, mesh, rates=rates)
   train_s = prepared.train_record['wall_time_s']
-  rem_cost = expanded_cost(config, prepared)
+  rem_cost = expanded_cost(config, prepared.original.model,
+                           prepared.splits.train.images.shape[1:])
 
   def sizes(rate):
     views = prepared.views(rate)

@@ -345,6 +345,7 @@ def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, befo
       'config': cell.settings,
       'original': key,
       'ids_file': f'{ORIGINALS_DIR}/{key}/{cell_module.IDS_FILE}',
+      'num_train': len(prepared.splits.train.labels),
       'num_forget': len(prepared.record.forget_ids_at(cell.discovery_rate)),
       'before': before,
       'after': after,
