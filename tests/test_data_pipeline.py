@@ -230,27 +230,3 @@ def test_views_reject_forget_ids_outside_the_corrupted_set(mesh, splits):
     pipeline.make_views(splits, record, [record.corrupted_ids[0], clean_id], images)
   with pytest.raises(ValueError, match='duplicated'):
     pipeline.make_views(splits, record, record.corrupted_ids[[0, 0]], images)
-
-
-# ---------------------------------------------------------------------------------------------
-# Learnability of `shapes`
-
-
-def test_a_tiny_resnet_learns_shapes(mesh):
-  """Width/8 ResNet-9 on 16x16 shapes, trained by the library's trainer: > 90 % test accuracy."""
-  from rem_jax import trainer, training  # pylint: disable=g-import-not-at-top
-  from rem_jax.models import ResNet9, init_variables  # pylint: disable=g-import-not-at-top
-  data = sources.load('shapes', image_size=16, num_train=3000, num_test=512, seed=0)
-  images = pipeline.put_images(data, mesh)
-  train = pipeline.View(images['train'], data.train.ids, data.train.labels,
-                        np.zeros(3000, bool))
-  test = pipeline.View(images['test'], data.test.ids, data.test.labels, np.zeros(512, bool))
-  model = ResNet9(num_classes=10, capacity=1.0, expansion=0.0, width_multiplier=1 / 8)
-  recipe = trainer.Recipe(learning_rate=0.03, steps=12 * 24, batch_size=128,
-                          checkpoint_every=288)
-  variables, _ = trainer.train(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
-                               train, recipe, mesh=mesh, seed=0)
-  correct, count = training.view_accuracy(training.jit_accuracy_step(model, mesh), variables,
-                                          test.images, test, 256, mesh)
-  assert float(count) == 512
-  assert float(correct) / 512 > 0.9

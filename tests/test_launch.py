@@ -13,7 +13,7 @@ import jax
 import pytest
 
 from configs import quickstart
-from rem_jax import checkpoints, trainer, training
+from rem_jax import checkpoints, experiments, trainer, training
 from rem_jax.experiments import cell
 from rem_jax.models import init_variables
 
@@ -101,12 +101,26 @@ def test_a_run_killed_mid_training_resumes_and_ends_with_identical_params(tmp_pa
   chex.assert_trees_all_equal(_final_params(killed), _final_params(uninterrupted))
 
 
+def _tiny_config(**fields):
+  """The TINY overrides applied in-process (the CLI's one-line error path is tested below)."""
+  config = quickstart.get_config()
+  for override in TINY:
+    path, value = override[len('--config.'):].split('=')
+    *parents, leaf = path.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], str) else value
+  for path, value in fields.items():
+    config[path] = value
+  return config
+
+
 def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
-  assert _launch(tmp_path, *TINY).returncode == 0
-  line = _one_error_line(_launch(tmp_path, *TINY, '--config.seed=1'))
-  assert 'holds a run of another config' in line and 'seed: 0 -> 1' in line
-  overwritten = _launch(tmp_path, *TINY, '--config.seed=1', '--overwrite')
-  assert overwritten.returncode == 0, overwritten.stderr[-3000:]
+  experiments.run(_tiny_config(), tmp_path)
+  with pytest.raises(ValueError, match=r'holds a run of another config.*seed: 0 -> 1'):
+    experiments.run(_tiny_config(seed=1), tmp_path)
+  experiments.run(_tiny_config(seed=1), tmp_path, overwrite=True)
   assert json.loads((tmp_path / 'results.json').read_text())['seed'] == 1
 
 
