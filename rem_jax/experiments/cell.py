@@ -107,11 +107,10 @@ class Prepared:
   def on(self, mesh) -> 'Prepared':
     """The same data and original model, copied onto `mesh` (a cell running on part of the
     devices: `rem_jax.experiments.concurrent`)."""
-    replicated = sharding.replicated(mesh)
-    images = {split: jax.device_put(array, replicated) for split, array in self.images.items()}
     original = dataclasses.replace(
-        self.original, variables=jax.device_put(self.original.variables, replicated))
-    return dataclasses.replace(self, images=images, original=original)
+        self.original, variables=sharding.replicate(self.original.variables, mesh))
+    return dataclasses.replace(self, images=sharding.replicate(self.images, mesh),
+                               original=original)
 
 
 def prepare(config: ml_collections.ConfigDict, mesh, *, rates=None, workdir=None,
