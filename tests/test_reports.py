@@ -58,6 +58,16 @@ def test_pooled_rows_pool_tasks_rates_and_seeds_and_sort_by_hxu():
   assert r'rem & 2 & 75.00 $\pm$ 25.00' in reports.table_latex(rows)
 
 
+def test_rows_that_pool_different_cells_are_flagged():
+  records = [_record('rem', 0.5, 1.0, rate=0.2), _record('rem', 0.5, 1.0, rate=1.0),
+             _record('npo', 0.2, 0.5, rate=0.2)]
+  note = reports.uneven_cells_note(records)
+  assert 'Rows pool different cells' in note
+  assert '- plain npo: (poison_trigger, 1.0, 0)' in note
+  assert 'plain rem' not in note
+  assert reports.uneven_cells_note(records + [_record('npo', 0.2, 0.5, rate=1.0)]) == ''
+
+
 def test_best_per_cell_keeps_the_best_variant_of_each_cell():
   records = [_record('scrub', 0.2, 1.0, variant='scrub(alpha=0.01)', seed=0),
              _record('scrub', 0.6, 1.0, variant='scrub(alpha=10.0)', seed=0),

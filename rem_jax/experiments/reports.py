@@ -144,6 +144,28 @@ def pooled_rows(records: Sequence[dict]) -> list[dict]:
   return sorted(rows, key=lambda row: -row['healed_x_utility'][0])
 
 
+def uneven_cells_note(records: Sequence[dict]) -> str:
+  """A warning under a pooled table whose rows pool different (task, rate, seed) cells.
+
+  A partial grid (a sweep still running, or one run with `--only`) can give one method rate 1.0
+  and another not; their pooled means then are not comparable. Empty when every row pools the
+  same cells.
+  """
+  cells = {key: {(r['task'], r['discovery_rate'], r['seed']) for r in group}
+           for key, group in by_method(records).items()}
+  every = set().union(*cells.values()) if cells else set()
+  lacking = [(key, sorted(every - have)) for key, have in cells.items() if have != every]
+  if not lacking:
+    return ''
+  lines = ['', 'Rows pool different cells (a partial grid): compare methods cell by cell (the '
+           'heatmaps). Missing (task, discovery rate, seed):']
+  for (base, variant), missing in lacking:
+    shown = ', '.join(f'({task}, {rate}, {seed})' for task, rate, seed in missing[:6])
+    more = f' and {len(missing) - 6} more' if len(missing) > 6 else ''
+    lines.append(f'- {base} {variant}: {shown}{more}')
+  return '\n'.join(lines) + '\n'
+
+
 def _cell(value: tuple[float, float], sep: str = ' ± ') -> str:
   mean, sem = value
   return f'{mean:.2f}' if math.isnan(sem) else f'{mean:.2f}{sep}{sem:.2f}'
@@ -336,7 +358,7 @@ def summary_table(records: Sequence[dict], floors: Floors = Floors()) -> str:
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
             + preconditions_markdown(records, floors))
-  return table_markdown(pooled_rows(kept))
+  return table_markdown(pooled_rows(kept)) + uneven_cells_note(kept)
 
 
 def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
@@ -359,7 +381,7 @@ def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
   kept = passing(records, floors)
   if kept:
     rows = pooled_rows(kept)
-    text('table.md', table_markdown(rows))
+    text('table.md', table_markdown(rows) + uneven_cells_note(kept))
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
     if any(r['variant'] != r['method'] for r in kept):
