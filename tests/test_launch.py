@@ -14,15 +14,15 @@ import pytest
 
 from configs import quickstart
 from rem_jax import checkpoints, experiments, trainer, training
-from rem_jax.experiments import cell
+from rem_jax.experiments import cell, config_lib
 from rem_jax.models import init_variables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The quickstart shrunk to seconds: 16x16 shapes, 256 training images, 8 steps of 32.
-TINY = ['--config.data.image_size=16', '--config.data.num_train=256',
-        '--config.data.num_test=64', '--config.num_corrupted=32', '--config.train.steps=8',
-        '--config.train.batch_size=32', '--config.train.checkpoint_every=4',
-        '--config.eval_batch_size=64', '--config.method=no_ul']
+TINY_FIELDS = {'data.image_size': 16, 'data.num_train': 256, 'data.num_test': 64,
+               'num_corrupted': 32, 'train.steps': 8, 'train.batch_size': 32,
+               'train.checkpoint_every': 4, 'eval_batch_size': 64, 'method': 'no_ul'}
+TINY = [f'--config.{field}={value}' for field, value in TINY_FIELDS.items()]
 
 
 def _launch(workdir, *overrides, config='configs/quickstart.py', wait=True):
@@ -101,26 +101,11 @@ def test_a_run_killed_mid_training_resumes_and_ends_with_identical_params(tmp_pa
   chex.assert_trees_all_equal(_final_params(killed), _final_params(uninterrupted))
 
 
-def _tiny_config(**fields):
-  """The TINY overrides applied in-process (the CLI's one-line error path is tested below)."""
-  config = quickstart.get_config()
-  for override in TINY:
-    path, value = override[len('--config.'):].split('=')
-    *parents, leaf = path.split('.')
-    node = config
-    for part in parents:
-      node = node[part]
-    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], str) else value
-  for path, value in fields.items():
-    config[path] = value
-  return config
-
-
 def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
-  experiments.run(_tiny_config(), tmp_path)
+  experiments.run(config_lib.cell_with(**TINY_FIELDS), tmp_path)
   with pytest.raises(ValueError, match=r'holds a run of another config.*seed: 0 -> 1'):
-    experiments.run(_tiny_config(seed=1), tmp_path)
-  experiments.run(_tiny_config(seed=1), tmp_path, overwrite=True)
+    experiments.run(config_lib.cell_with(**TINY_FIELDS, seed=1), tmp_path)
+  experiments.run(config_lib.cell_with(**TINY_FIELDS, seed=1), tmp_path, overwrite=True)
   assert json.loads((tmp_path / 'results.json').read_text())['seed'] == 1
 
 

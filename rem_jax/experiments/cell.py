@@ -106,7 +106,9 @@ class Prepared:
 
   def on(self, mesh) -> 'Prepared':
     """The same data and original model, copied onto `mesh` (a cell running on part of the
-    devices: `rem_jax.experiments.concurrent`)."""
+    devices: `rem_jax.experiments.concurrent`); itself when it is on `mesh` already."""
+    if self.images['train'].sharding == sharding.replicated(mesh):
+      return self
     original = dataclasses.replace(
         self.original, variables=sharding.replicate(self.original.variables, mesh))
     return dataclasses.replace(self, images=sharding.replicate(self.images, mesh),

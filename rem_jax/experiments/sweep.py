@@ -330,7 +330,7 @@ def _train_record(directory: pathlib.Path, prepared: cell_module.Prepared) -> di
   return record
 
 
-def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, before: dict,
+def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, mesh, before: dict,
             after: dict, unlearned: methods.Unlearned) -> dict:
   key = cell.original_key
   return {
@@ -354,17 +354,18 @@ def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, befo
       'model': describe(unlearned.model),
       'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
       **cell_module.environment(),
+      'num_devices': mesh.size,  # The cell's own share of the devices.
   }
 
 
-def _failure_record(cell: Cell, train_record: dict, error: str) -> dict:
+def _failure_record(cell: Cell, train_record: dict, mesh, error: str) -> dict:
   """The record of a cell whose method diverged: no metrics, the error instead."""
   return {'cell': cell.key, 'axes': cell.axes, 'base': cell.base_label,
           'task': cell.settings['task'], 'discovery_rate': cell.discovery_rate,
           'seed': cell.settings['seed'], 'method': cell.method, 'variant': cell.variant,
           'config': cell.settings, 'original': cell.original_key, 'train': train_record,
           'error': error, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-          **cell_module.environment()}
+          **cell_module.environment(), 'num_devices': mesh.size}
 
 
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
@@ -415,10 +416,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
         if isinstance(outcome, training.NonFiniteLossError):
           # A method that diverges is a result too: recorded (and not retried), not fatal.
           logging.warning('Cell %s diverged: %s', cell.key, outcome)
-          store.append(_failure_record(cell, train_record, str(outcome)))
+          store.append(_failure_record(cell, train_record, cell_mesh, str(outcome)))
         else:
-          store.append({**_record(cell, prepared, train_record, *outcome),
-                        'num_devices': cell_mesh.size})
+          store.append(_record(cell, prepared, train_record, cell_mesh, *outcome))
         progress.set_postfix_str(cell.key, refresh=False)
         progress.update(1)
   records = store.read()
