@@ -3,11 +3,13 @@
 The logic lives in the `rem_jax` package, which tests and notebooks import; this file only
 parses flags, sets up logging and turns a bad configuration into one readable line and a
 non-zero exit status. It runs the config's experiment (`rem_jax.experiments.run`): a benchmark
-cell (configs/quickstart.py: the workdir receives `config.json`, `corruption.json` with the ids,
-`metrics.jsonl`, training checkpoints and `results.json`; a killed run restarted with the same
-command resumes from its last checkpoint), a sweep over the task space (configs/mini_cifar10.py,
-configs/paper_*.py: `results.jsonl` and `reports/`; a re-run skips the recorded cells, `--only`
-selects cells) or a practitioner's unlearning run (configs/unlearn.py).
+cell (configs/quickstart.py: the workdir holds one trained model, `config.json` with the fields
+that shape it, `corruption.json` with the ids, `metrics.jsonl` and checkpoints, and each
+unlearning run's `runs/<method>_rate<r>_<hash>/results.json`; a killed run restarted with the
+same command resumes from its last checkpoint, and another method reuses the model), a sweep
+over the task space (configs/mini_cifar10.py, configs/paper_*.py: `results.jsonl` and
+`reports/`; a re-run skips the recorded cells, `--only` selects cells) or a practitioner's
+unlearning run (configs/unlearn.py).
 
 Data-parallel over every local GPU by default; with `--distributed`, one process per host (or
 per GPU), each started with the same command, forms one global mesh (`rem_jax.distributed`);
@@ -30,8 +32,9 @@ from rem_jax.data import sources
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the run\'s outputs.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                               'Reuse a workdir that holds a run of another config.')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Start afresh in a workdir that holds a run of other settings (its '
+    'trained model and results are deleted; a sweep keeps its original models).')
 _ONLY = flags.DEFINE_multi_string(
     'only', [], 'Sweeps: run only the cells whose AXIS is one of the values, as AXIS=V1,V2 '
     '(repeat for several axes), e.g. --only=method=rem,npo --only=discovery_rate=0.5.')
@@ -53,19 +56,47 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def _parse_flags(argv):
-  """absl's flag parsing, with a bad flag or config override reported in one line."""
+  """absl's flag parsing, with a bad flag, config file or override reported in one line."""
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as error:  # ml_collections: a field the config lacks.
-    _fail(f'cannot build the config: {error} (a --config.FIELD override must name a field '
-          "that the config file's get_config() defines).")
+    _fail(_unknown_field_message(argv, error))
   except (flags.Error, ValueError, TypeError) as error:
-    _fail(str(error))
+    _fail(_config_file_message(str(error)))
+
+
+def _unknown_field_message(argv, error: BaseException) -> str:
+  """Which `--config.FIELD=` override names a field the config lacks, in one line."""
+  missing = str(error.args[0] if error.args else error)
+  while missing[:1] in '\'"' and missing[-1:] == missing[:1] and len(missing) > 1:
+    missing = missing[1:-1]  # KeyError quotes its key, and ml_collections quotes it again.
+  for arg in argv:
+    path = arg.partition('=')[0]
+    if path.startswith('--config.') and path.split('.')[-1] == missing:
+      section = '.'.join(path.split('.')[1:-1])
+      where = f'section {section}' if section else 'the config'
+      return (f'{path}: {where} has no field {missing!r} (a --config.FIELD override must name '
+              "a field that the config file's get_config() defines; see the README's table).")
+  return (f'cannot build the config: {missing!r} is not a field (a --config.FIELD override must '
+          "name a field that the config file's get_config() defines).")
+
+
+def _config_file_message(message: str) -> str:
+  """ml_collections embeds the config file's traceback in its error: keep the error's own line
+  (the last one) and the flag it belongs to."""
+  if 'Error whilst parsing config file' not in message:
+    return message
+  lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+  return f'--config: {lines[0].split(":")[0]}: {lines[-1]}'
 
 
 def _fail(message: str):
   print(f'launch.py: error: {message}', file=sys.stderr)
   sys.exit(1)
+
+
+def _one_line(error: BaseException) -> str:
+  return ' '.join(str(error).split()) or type(error).__name__
 
 
 def _quiet_orbax(record: python_logging.LogRecord) -> bool:
@@ -86,13 +117,17 @@ def main(argv):
     jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
   if (message := distributed.no_accelerator_message()) is not None:
     logging.warning(message)
+  overrides = list(config_flags.get_override_values(flags.FLAGS['config']))
   try:
     result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                             only=_ONLY.value, parallel_cells=_PARALLEL_CELLS.value)
+                             only=_ONLY.value, parallel_cells=_PARALLEL_CELLS.value,
+                             overrides=overrides)
   except (ValueError, RuntimeError) as error:
     # Bad configuration, data, a diverged run or a device out of memory: one line that says
     # what to change, no traceback from deep inside.
-    _fail(distributed.describe_error(error, _CONFIG.value) or str(error))
+    _fail(distributed.describe_error(error, _CONFIG.value) or _one_line(error))
+  except OSError as error:  # A file that cannot be read or written: disk full, permissions.
+    _fail(f'{error.filename or "a file"}: {error.strerror or error}')
   if jax.process_index() == 0:  # Every process holds the same result.
     print(report(result))
 
@@ -126,7 +161,8 @@ def report(result: dict) -> str:
                        (f'after {result["config"]["method"]}', result['after'])):
     rows.append((name, *(f'{values[k]:.4f}' for k in keys)))
   width = max(len(r[0]) for r in rows)
-  return '\n'.join(f'{r[0]:<{width}}  ' + '  '.join(f'{c:>16}' for c in r[1:]) for r in rows)
+  table = '\n'.join(f'{r[0]:<{width}}  ' + '  '.join(f'{c:>16}' for c in r[1:]) for r in rows)
+  return table + (f'\nResults in {result["run_dir"]}.' if 'run_dir' in result else '')
 
 
 if __name__ == '__main__':

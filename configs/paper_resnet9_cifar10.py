@@ -69,7 +69,6 @@ def get_config(arg: str = ''):
     axes.update(model={'capacity': (0.25, 0.5, 0.75)}, method=('no_ul', 'rem'))
   elif study == 'mask5':
     base.p_mem = 0.05
-    base.methods.rem.p_mem = 0.05
     axes.update(base=('etd',), method=('no_ul', 'rem', 'potion'))
   else:  # Tables 1, 2 and 4: the union of the methods over all three bases.
     axes.update(base=('plain', 'etd', 'full'), method=tuple(dict.fromkeys(TABLE1 + TABLE2)))

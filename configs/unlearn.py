@@ -16,28 +16,10 @@ To replay a quickstart run: `--config.checkpoint=/tmp/rem_quickstart
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 from rem_jax.experiments import config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
-  base = config_lib.cell_config()
-  config = ml_collections.ConfigDict()
-  config.experiment = 'unlearn'
-  config.seed = base.seed
-  config.checkpoint = config_dict.placeholder(str)  # launch.py workdir or .msgpack variables.
-  config.forget_ids = config_dict.placeholder(str)  # .npy, .json or one id per line.
-  # Data as you have it. `corruption` (a corruption.json) re-creates a benchmark's corrupted
-  # training set from clean data; leave it unset when your data is corrupted on disk.
-  config.dataset = base.dataset
-  config.data = base.data
-  config.corruption = config_dict.placeholder(str)
-  config.method = base.method
-  config.methods = base.methods
-  config.base = base.base                  # plain | etd (an ETD checkpoint brings its masks).
-  config.p_mem = base.p_mem
-  config.model = base.model
-  config.batch_size = base.train.batch_size
-  config.eval_batch_size = base.eval_batch_size
-  return config
+  """Every field: `rem_jax.experiments.config_lib.unlearn_config`."""
+  return config_lib.unlearn_config()

@@ -1,4 +1,4 @@
-"""Checkpoints of a run's train state, and the guard that keeps two runs out of one workdir.
+"""Checkpoints of a run's train state.
 
 This is the only module that talks to orbax. A checkpoint is one step folder under
 `<workdir>/checkpoints/` holding two items:
@@ -39,20 +39,14 @@ Why it looks the way it does:
 
 import json
 import operator
-import os
 import pathlib
-import shutil
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from rem_jax import files
-
 CHECKPOINT_DIR = 'checkpoints'
-CONFIG_FILE = 'config.json'
 _STATE = 'state'
 _META = 'meta'
 
@@ -309,8 +303,18 @@ class Checkpointer:
     step = self._resolve_step(step, 'stored_shapes')
     return {name: shape for name, shape in _shapes_by_path(self._stored_tree(step)).values()}
 
+  def _reading(self, step: int, read):
+    """`read()`, with whatever orbax or TensorStore raise on a damaged or truncated checkpoint
+    (many exception types, tracebacks of a hundred lines) turned into one `ValueError`."""
+    try:
+      return read()
+    except Exception as error:  # pylint: disable=broad-except
+      message = ' '.join(str(error).split())[:300] or type(error).__name__
+      raise ValueError(f'checkpoint step {step} in {self._directory} cannot be read: it is '
+                       f'damaged or incomplete ({type(error).__name__}: {message}).') from error
+
   def _stored_tree(self, step: int):
-    metadata = self._manager.item_metadata(step)[_STATE]
+    metadata = self._reading(step, lambda: self._manager.item_metadata(step)[_STATE])
     if metadata is None:
       raise ValueError(f'checkpoint step {step} in {self._directory} has no train state.')
     return getattr(metadata, 'tree', metadata)  # TreeMetadata in recent orbax, a tree before.
@@ -339,10 +343,10 @@ class Checkpointer:
     abstract = jax.tree.map(_abstract_leaf, target_state)
     _check_compatible(self._stored_tree(step), abstract,
                      what=f'restore of checkpoint step {step} from {self._directory}')
-    restored = self._manager.restore(
+    restored = self._reading(step, lambda: self._manager.restore(
         step,
         args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract),
-                                   _META: ocp.args.JsonRestore()}))
+                                   _META: ocp.args.JsonRestore()})))
 
     def rewrap(target_leaf, leaf):
       if _is_typed_key(target_leaf):
@@ -355,8 +359,8 @@ class Checkpointer:
   def restore_metadata(self, step: int | None = None) -> Any:
     """The metadata saved with checkpoint `step` (default: the latest), without the state."""
     step = self._resolve_step(step, 'restore_metadata')
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        **{_META: ocp.args.JsonRestore()}))
+    restored = self._reading(step, lambda: self._manager.restore(step, args=ocp.args.Composite(
+        **{_META: ocp.args.JsonRestore()})))
     return restored[_META]
 
   def close(self) -> None:
@@ -368,97 +372,3 @@ class Checkpointer:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# The workdir guard.
-
-
-_MISSING = object()  # Marks a field one config has and the other lacks.
-
-
-def _json_normalised(value):
-  """`value` as JSON would read it back: tuples become lists, keys strings, and so on."""
-  return json.loads(json.dumps(value, sort_keys=True))
-
-
-def _flatten(value, prefix: str = '') -> dict[str, Any]:
-  """A nested dict as `{'a.b.c': leaf}`; lists and other values are leaves."""
-  if isinstance(value, dict) and value:
-    out = {}
-    for key, sub in value.items():
-      out.update(_flatten(sub, f'{prefix}{key}.'))
-    return out
-  return {prefix[:-1] if prefix else '(whole config)': value}
-
-
-def _config_differences(old: Mapping, new: Mapping) -> list[str]:
-  """Dotted field names whose values differ between two JSON-normalised configs, sorted."""
-  old_flat, new_flat = _flatten(old), _flatten(new)
-  return sorted(name for name in set(old_flat) | set(new_flat)
-                if old_flat.get(name, _MISSING) != new_flat.get(name, _MISSING))
-
-
-def _show(value) -> str:
-  return '(absent)' if value is _MISSING else json.dumps(value)
-
-
-def check_workdir(workdir, config: Mapping, overwrite: bool = False) -> str:
-  """Makes sure `workdir` belongs to a run of `config` before anything is written there.
-
-  `<workdir>/config.json` records the config a workdir's checkpoints were trained with. If it
-  holds another config, resuming would continue (or silently mix) a different experiment, so
-  that is refused unless `overwrite` is set.
-
-  Args:
-    workdir: the run's folder (created if needed).
-    config: the run's config as a JSON-serialisable mapping (compared after a JSON round trip,
-      so tuples equal lists).
-    overwrite: start afresh even if the workdir holds a run: its `checkpoints/` folder is
-      deleted and `config.json` rewritten. Other files there (metrics) are left to the caller.
-
-  Returns:
-    'new' (config.json written to an empty or fresh workdir), 'resume' (the workdir holds a
-    run of the same config; its checkpoints may be resumed) or 'overwrite'.
-
-  Raises:
-    ValueError: the workdir holds a run of another config (the message lists the fields that
-      differ), or checkpoints without a config.json, or an unreadable config.json, and
-      `overwrite` is False; or `config` is not JSON-serialisable.
-  """
-  workdir = pathlib.Path(workdir).expanduser().absolute()
-  config_path = workdir / CONFIG_FILE
-  checkpoint_dir = workdir / CHECKPOINT_DIR
-  try:
-    new = _json_normalised(dict(config))
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'check_workdir: the config is not JSON-serialisable: {e}') from e
-  hint = 'pass --overwrite or use another workdir'
-
-  if overwrite:
-    if checkpoint_dir.exists():
-      shutil.rmtree(checkpoint_dir)
-    files.write_json_atomic(config_path, new)
-    return 'overwrite'
-
-  if config_path.exists():
-    try:
-      old = json.loads(config_path.read_text())
-    except ValueError as e:
-      raise ValueError(f'workdir {workdir}: {CONFIG_FILE} is not valid JSON ({e}); {hint}.') from e
-    if old == new:
-      return 'resume'
-    old_flat, new_flat = _flatten(old), _flatten(new)
-    fields = _config_differences(old, new)
-    shown = ', '.join(f'{name}: {_show(old_flat.get(name, _MISSING))} -> '
-                      f'{_show(new_flat.get(name, _MISSING))}' for name in fields[:10])
-    more = f' and {len(fields) - 10} more' if len(fields) > 10 else ''
-    raise ValueError(f'workdir {workdir} holds a run of another config (fields that differ: '
-                     f'{shown}{more}); {hint}.')
-
-  if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
-    raise ValueError(f'workdir {workdir} holds checkpoints but no {CONFIG_FILE}, so its config '
-                     f'is unknown; {hint}.')
-  os.makedirs(workdir, exist_ok=True)
-  files.write_json_atomic(config_path, new)
-  return 'new'

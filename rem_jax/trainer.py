@@ -79,6 +79,19 @@ class Recipe:
     return self.optimizer_settings().build()
 
 
+@jax.jit
+def _finite_leaves(tree):
+  return jax.tree.map(lambda leaf: jnp.all(jnp.isfinite(leaf)), tree)
+
+
+def _nonfinite_leaves(variables: dict) -> list[str]:
+  """The leaves of `variables` (all on one mesh) holding a NaN or infinity: one compiled
+  reduction per model and one small read-back."""
+  flags = jax.device_get(_finite_leaves(variables))
+  return [jax.tree_util.keystr(path) for path, ok in jax.tree_util.tree_leaves_with_path(flags)
+          if not ok]
+
+
 def epoch_positions(num_examples: int, batch_size: int, data_key, epoch: int) -> np.ndarray:
   """The (steps, batch) positions of epoch `epoch`: a pure function of (data_key, epoch)."""
   return pipeline.epoch_batches(num_examples, batch_size, jax.random.fold_in(data_key, epoch))
@@ -86,10 +99,10 @@ def epoch_positions(num_examples: int, batch_size: int, data_key, epoch: int) ->
 
 @functools.lru_cache(maxsize=32)
 def _compiled_train_step(model, optimizer: training.OptimizerSettings, mask_config, mesh):
-  """One jitted train step per (model, optimizer settings, masks, mesh): every seed, and Retrain
-  with the original recipe, reuse the compile of the first training run."""
-  return training.jit_train_step(
-      training.TrainStepConfig(model, optimizer.build(), mask_config), mesh)
+  """One jitted train step per (model, optimizer settings, masks, mesh): the schedule's length
+  is an argument, so every seed and run length (Retrain, a resumed run, another `steps`) reuses
+  the compile of the first training run, and the persistent cache serves other processes."""
+  return training.jit_train_step(training.TrainStepConfig(model, optimizer, mask_config), mesh)
 
 
 def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, seed: int,
@@ -121,7 +134,10 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
   # The mask seed travels in the state (a device value): every seed shares one compiled step.
   step_masks = (None if mask_config is None else
                 dataclasses.replace(mask_config, mask_seed=0))
-  step_fn = _compiled_train_step(model, recipe.optimizer_settings(), step_masks, mesh)
+  step_fn = functools.partial(
+      _compiled_train_step(model, dataclasses.replace(recipe.optimizer_settings(), total_steps=1),
+                           step_masks, mesh),
+      schedule=sharding.replicate(training.schedule_lengths(recipe.steps), mesh))
   root = jax.random.key(seed)
   state = training.create_train_state(variables, optimizer, jax.random.fold_in(root, 1))
   if mask_config is not None:
@@ -133,6 +149,19 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
     metadata['mask_config'] = mask_config.to_dict()
 
   checkpointer = checkpoints.Checkpointer(workdir) if workdir is not None else None
+  try:
+    return _train_loop(step_fn, state, view, recipe, mesh=mesh, data_key=data_key,
+                       checkpointer=checkpointer, metadata=metadata, log_metrics=log_metrics)
+  finally:
+    # Every exit path, errors and interrupts included, waits for the pending asynchronous save:
+    # the checkpoint a NaN message says is kept must exist once the process exits.
+    if checkpointer is not None:
+      checkpointer.close()
+
+
+def _train_loop(step_fn, state, view, recipe, *, mesh, data_key, checkpointer, metadata,
+                log_metrics):
+  """`train`'s loop: resumes from `checkpointer`'s latest step, checkpoints every interval."""
   start = 0
   if checkpointer is not None and checkpointer.latest_step() is not None:
     state, _ = checkpointer.restore(state)
@@ -157,13 +186,16 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
       done = step + 1
       if done % recipe.checkpoint_every and done != recipe.steps:
         continue
-      # The only host synchronisation: once per checkpoint interval.
-      if not bool(state['finite']):
+      # The only host synchronisation: once per checkpoint interval. The loss can stay finite
+      # while a BatchNorm variance overflows, so the state's leaves are checked too.
+      broken = ([] if bool(state['finite']) else ['the loss']) + _nonfinite_leaves(
+          training.variables_of(state))
+      if broken:
         kept = (f'the checkpoint at step {last_good} is kept' if checkpointer and last_good
                 else 'no checkpoint was written')
         raise NonFiniteLossError(
-            f'non-finite training loss between steps {last_good + 1} and {done}; {kept}. '
-            'Lower train.learning_rate or check the data.')
+            f'non-finite training loss between steps {last_good + 1} and {done} (in '
+            f'{", ".join(broken[:3])}); {kept}. Lower train.learning_rate or check the data.')
       totals = jax.device_get(totals)
       interval = {'step': done, 'epoch': done / steps_per_epoch,
                   'loss': float(totals['loss'] / totals['count']),
@@ -177,8 +209,6 @@ def train(model, variables: dict, view: pipeline.View, recipe: Recipe, *, mesh, 
       if checkpointer is not None:
         checkpointer.save(done, state, metadata)
       last_good = done
-  if checkpointer is not None:
-    checkpointer.close()
   wall_time = time.perf_counter() - began
   record = {'steps': recipe.steps, 'resumed_from': start, 'steps_run': recipe.steps - start,
             'wall_time_s': wall_time}

@@ -119,6 +119,8 @@ class OptimizerSettings:
                        f'{list(SCHEDULES)}.')
     if not self.learning_rate > 0:
       raise ValueError(f'learning_rate={self.learning_rate!r} must be > 0.')
+    if not 0 <= self.momentum < 1:
+      raise ValueError(f'momentum={self.momentum!r} must lie in [0, 1).')
     self.build()  # Validates the optimizer's name.
 
   def build(self, schedule_lengths: dict | None = None):
@@ -180,12 +182,13 @@ class TrainStepConfig:
 
   Attributes:
     model: the module being trained (its `mask_size` decides plain vs ETD training).
-    optimizer: from `make_optimizer`.
+    optimizer: from `make_optimizer`, or `OptimizerSettings`, whose schedule's length the step
+      then takes as an argument (`schedule_lengths`): one compile serves every run length.
     mask_config: required when the model has extra units: ETD training, each example through
       all base units and its own Bernoulli(p_mem) mask on the extra units.
   """
   model: object
-  optimizer: optax.GradientTransformation
+  optimizer: 'optax.GradientTransformation | OptimizerSettings'
   mask_config: masks.MaskConfig | None = None
 
   def __post_init__(self):
@@ -207,8 +210,12 @@ def training_masks(config: TrainStepConfig, ids, mask_seed=None):
                              mask_size=config.model.mask_size)
 
 
-def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Batch):
+def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Batch,
+               schedule: dict | None = None):
   """One SGD/Adam step on the weighted mean cross-entropy of an augmented batch.
+
+  `schedule` ({'total_steps', 'warmup'} device scalars, `schedule_lengths`) is required when
+  `config.optimizer` is an `OptimizerSettings`.
 
   Returns:
     (new state, metrics) with metrics {'loss', 'correct', 'count'} as on-device sums, so an
@@ -226,7 +233,9 @@ def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Bat
     return weighted_mean(ce, batch.weights), (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-  step_updates, opt_state = config.optimizer.update(grads, state['opt_state'], state['params'])
+  optimizer = (config.optimizer.build(schedule) if isinstance(config.optimizer, OptimizerSettings)
+               else config.optimizer)
+  step_updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
   correct = (jnp.argmax(logits, -1) == batch.labels).astype(jnp.float32)
   new_state = {
       **state,
@@ -244,7 +253,8 @@ def train_step(config: TrainStepConfig, state: dict, images, batch: pipeline.Bat
 def jit_train_step(config: TrainStepConfig, mesh) -> Callable:
   """`train_step` compiled for `mesh`: state replicated and donated, batch sharded on `data`."""
   replicated = sharding.replicated(mesh)
-  return jax.jit(lambda state, images, batch: train_step(config, state, images, batch),
+  return jax.jit(lambda state, images, batch, schedule=None: train_step(config, state, images,
+                                                                       batch, schedule),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 

@@ -25,21 +25,33 @@ NUM_PROCESSES = 2
 RECIPE = trainer.Recipe(learning_rate=0.05, steps=6, batch_size=16, checkpoint_every=3)
 
 
-def train_and_predict(mesh, workdir=None) -> tuple[dict, np.ndarray]:
-  """A few training steps of a tiny ResNet-9 on `shapes`, then its test predictions (host)."""
+MODEL = tiny.tiny_resnet(expansion=0.0)
+
+
+def _views(mesh) -> tuple[pipeline.View, pipeline.View]:
   splits = sources.load('shapes', image_size=16, num_train=64, num_test=24, seed=0)
   images = pipeline.put_images(splits, mesh)
-  train = pipeline.View(images['train'], splits.train.ids, splits.train.labels,
-                        np.zeros(splits.train.num_examples, bool))
-  test = pipeline.View(images['test'], splits.test.ids, splits.test.labels,
-                       np.zeros(splits.test.num_examples, bool))
-  model = tiny.tiny_resnet(expansion=0.0)
-  variables = init_variables(model, jax.random.key(0), (16, 16, 3))
-  trained, _ = trainer.train(model, variables, train, RECIPE, mesh=mesh, seed=0,
-                             workdir=workdir)
-  predictions = training.predict(training.jit_predict_step(model, mesh), trained,
-                                 test.images, test, 16, mesh)
-  return sharding.to_host(trained), predictions
+  return tuple(pipeline.View(images[name], split.ids, split.labels,
+                             np.zeros(split.num_examples, bool))
+               for name, split in (('train', splits.train), ('test', splits.test)))
+
+
+def initial_variables() -> dict:
+  return init_variables(MODEL, jax.random.key(0), (16, 16, 3))
+
+
+def train(mesh, workdir=None, seed: int = 0) -> dict:
+  """A few training steps of a tiny ResNet-9 on `shapes` (`seed`: the data order); host."""
+  trained, _ = trainer.train(MODEL, initial_variables(), _views(mesh)[0], RECIPE, mesh=mesh,
+                             seed=seed, workdir=workdir)
+  return sharding.to_host(trained)
+
+
+def predict(mesh, variables: dict) -> np.ndarray:
+  """The test predictions of `variables` (host)."""
+  test = _views(mesh)[1]
+  return training.predict(training.jit_predict_step(MODEL, mesh),
+                          sharding.replicate(variables, mesh), test.images, test, 16, mesh)
 
 
 def main(process_id: int, port: int, out: pathlib.Path) -> None:
@@ -61,7 +73,8 @@ def main(process_id: int, port: int, out: pathlib.Path) -> None:
   key = sharding.replicate(jax.random.key(3), mesh)  # A PRNG key, as in every train state.
   assert key.is_fully_replicated and not key.is_fully_addressable
 
-  params, predictions = train_and_predict(mesh, out / 'run')
+  params = train(mesh, out / 'run')
+  predictions = predict(mesh, params)
   flat = {jax.tree_util.keystr(path): leaf
           for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
   files.write_atomic(out / 'result.npz',

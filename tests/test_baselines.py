@@ -3,6 +3,7 @@ with hand-computed values."""
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import chex
@@ -54,10 +55,13 @@ def _forget_accuracy(poisoned, variables):
 
 
 @pytest.mark.parametrize('name', ['ascent', 'npo'])
-def test_ascent_and_npo_forget_and_stop_at_the_first_forgotten_epoch(poisoned, name):
+def test_ascent_and_npo_forget_and_stop_at_the_first_forgotten_epoch(poisoned, name, capsys):
   result = _run(poisoned, name, eval_batch_size=256)
   record = result.record
   trace = [entry['forget_accuracy'] for entry in record['iterations']]
+  # The progress bar's last redraw: where the loop stopped, of its 10 epochs, with Acc(D_f).
+  bar = rf'(^|\r){name}: +\d+%\|.*\| {len(trace)}/10 \[.*Acc\(D_f\)=[\d.]+, proxy='
+  assert re.search(bar, capsys.readouterr().err)
   assert record['stop_epoch'] is not None, trace  # The tiny task is forgotten within 10 epochs.
   assert all(accuracy > GAMMA for accuracy in trace[:-1]) and trace[-1] <= GAMMA, trace
   assert record['stop_epoch'] == record['epochs'] == len(trace)

@@ -1,6 +1,5 @@
-"""Checkpoints: exact round trips, retention, resharding, clear refusals, the workdir guard."""
+"""Checkpoints: exact round trips, retention, resharding, clear refusals."""
 
-import json
 import os
 import pathlib
 import shutil
@@ -206,35 +205,3 @@ def test_a_process_killed_while_saving_leaves_a_restorable_latest(tmp_path):
     assert latest in (1, 2)  # Usually 1; 2 only if the write won the race, complete.
     restored, _ = ckpt.restore({'w': jnp.zeros((500_000,))})
   np.testing.assert_array_equal(restored['w'], np.full((500_000,), float(latest)))
-
-
-def test_workdir_guard(tmp_path):
-  workdir = tmp_path / 'run'
-  config = {'seed': 0, 'model': {'capacity': 0.5, 'widths': (8, 16)}, 'method': 'no_ul'}
-  assert checkpoints.check_workdir(workdir, config) == 'new'
-  assert json.loads((workdir / 'config.json').read_text())['model']['widths'] == [8, 16]
-  # The same config (a tuple equals the list JSON gives back) resumes.
-  same = {**config, 'model': {'capacity': 0.5, 'widths': [8, 16]}}
-  assert checkpoints.check_workdir(str(workdir), same) == 'resume'
-
-  with checkpoints.Checkpointer(workdir) as ckpt:
-    ckpt.save(1, {'x': jnp.zeros(2)})
-  other = {'seed': 1, 'model': {'capacity': 1.0, 'widths': [8, 16]}, 'method': 'no_ul',
-           'dataset': 'svhn'}
-  with pytest.raises(ValueError) as error:
-    checkpoints.check_workdir(workdir, other)
-  assert str(error.value) == (
-      f'workdir {workdir} holds a run of another config (fields that differ: dataset: (absent) '
-      '-> "svhn", model.capacity: 0.5 -> 1.0, seed: 0 -> 1); pass --overwrite or use another '
-      'workdir.')
-  assert checkpoints.check_workdir(workdir, other, overwrite=True) == 'overwrite'
-  assert not (workdir / 'checkpoints').exists()
-  assert json.loads((workdir / 'config.json').read_text()) == json.loads(json.dumps(other))
-  assert checkpoints.check_workdir(workdir, other) == 'resume'
-
-  # Checkpoints of an unknown config are not adopted.
-  orphan = tmp_path / 'orphan'
-  with checkpoints.Checkpointer(orphan) as ckpt:
-    ckpt.save(1, {'x': jnp.zeros(2)})
-  with pytest.raises(ValueError, match=r'holds checkpoints but no config.json.*--overwrite'):
-    checkpoints.check_workdir(orphan, config)

@@ -1,6 +1,7 @@
 """The three corruption tasks, discovery subsets, the saved record and the input checks."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -183,16 +184,36 @@ def test_discovery_rate_selecting_nothing():
 
 
 @pytest.mark.parametrize('forget_ids, message', [
-    ([], 'non-empty 1-D array of integer ids'),
-    ([1.0, 2.0], 'integer ids'),
-    ([[1, 2]], 'non-empty 1-D'),
+    ([], 'non-empty 1-D array of integer ids; got an empty list'),
+    (np.zeros(0, np.int32), 'got an empty list'),
+    ([1.0, 2.0], r'integer ids; got float64 values \[1.0, 2.0\]; write ids as integers '
+                 r'\(3, not 3.0\)'),  # Integer-valued floats are refused too.
+    ([1.5, 2.0], 'integer ids; got non-integer values, e.g. 1.5'),
+    (np.array([np.nan, 1.0]), 'got non-integer values, e.g. nan'),
+    ([[1, 2]], r'non-empty 1-D array of integer ids; got shape \(1, 2\)'),
+    (np.arange(6).reshape(2, 3), r'got shape \(2, 3\)'),
+    ([[1, 2], [3]], 'got nested lists of different lengths'),
+    (7, 'got a single value 7'),
+    (np.array([True, False, True]), r'got booleans \(a mask\? its ids are np.flatnonzero'),
+    (['1', '2'], r"got strings \['1', '2'\]"),
+    (np.array(['a', 'b'], object), r"got object values \['a', 'b'\]"),
+    ([1, None], r'got object values \[1, None\]'),
+    ([str(i) for i in range(9)], r"got strings \['0', '1', '2', '3', '4', ...\]"),
     ([4, 9, 4], r'must not repeat; duplicated: \[4\]'),
     ([3, 100], r'must lie in \[0, 100\); out of range: \[100\]'),
     ([-1, 3], r'out of range: \[-1\]'),
 ])
 def test_forget_ids_bad_input(forget_ids, message):
-  with pytest.raises(ValueError, match=f'forget_ids {message}|forget_ids.*{message}'):
+  with pytest.raises(ValueError, match=f'forget_ids {message}|forget_ids.*{message}') as raised:
     corruptions.check_forget_ids(forget_ids, num_examples=100)
+  assert '\n' not in str(raised.value)
+
+
+@pytest.mark.parametrize('dtype', [np.int8, np.uint16, np.int32, np.int64, np.uint64])
+def test_forget_ids_of_any_integer_dtype_pass(dtype):
+  ids = corruptions.check_forget_ids(np.array([7, 3], dtype), num_examples=100)
+  np.testing.assert_array_equal(ids, [3, 7])
+  assert ids.dtype == np.int32
 
 
 def test_forget_ids_must_be_corrupted_in_the_benchmark():
@@ -203,3 +224,82 @@ def test_forget_ids_must_be_corrupted_in_the_benchmark():
     corruptions.check_forget_ids([2, 3], 100, corrupted_ids=corrupted)
   # Without D_c (a user's own forget set) any valid ids pass.
   np.testing.assert_array_equal(corruptions.check_forget_ids([3], 100), [3])
+
+
+# ---------------------------------------------------------------------------------------------
+# A corruption file that save_record did not write
+
+
+def _saved_record(tmp_path):
+  """What save_record writes (parsed), to break one field at a time."""
+  path = tmp_path / 'saved.json'
+  corruptions.save_record(_corrupt('random_label_swap', num_corrupted=20, rates=(0.5, 1.0)), path)
+  return json.loads(path.read_text())
+
+
+_NOT_A_RECORD = r'not a corruption record written by rem_jax \(save_record\)'
+def _where(path):
+  """The start of every load_record error, as a pattern."""
+  return re.escape(f'corruption file {path}')
+
+
+_ALL_FIELDS = ('format, task, seed, num_examples, num_classes, poison_target, class_pair, '
+               'corrupted_ids, clean_labels, corrupted_labels, forget_ids')
+
+
+@pytest.mark.parametrize('content, message', [
+    (np.random.default_rng(0).bytes(300), r'not JSON \((UnicodeDecodeError|JSONDecodeError): '),
+    (b'\x89PNG\r\n\x1a\n\x00\x00', r"not JSON \(UnicodeDecodeError: 'utf-8' codec can't decode "
+                                  'byte 0x89 in position 0'),
+    (b'', r'not JSON \(JSONDecodeError: Expecting value: line 1 column 1'),
+    (b'{"format": 1, "task": ', r'not JSON \(JSONDecodeError: Expecting value'),
+    (b'task: random_label_swap\n', r'not JSON \(JSONDecodeError'),
+    (b'[1, 2, 3]', 'it holds a JSON array, not an object'),
+    (b'"corrupted_ids"', 'it holds a JSON string, not an object'),
+    (b'null', 'it holds a JSON null, not an object'),
+    (b'3.5', 'it holds a JSON number, not an object'),
+    (b'{}', f'fields missing: {_ALL_FIELDS}'),
+    (b'{"format": 1}', 'fields missing: task, seed, .*, forget_ids'),
+    (b'{"format": 2}', 'format is 2; this rem_jax reads format 1'),
+    (b'{"format": "1"}', "format is '1'; this rem_jax reads format 1"),
+])
+def test_load_record_refuses_a_file_that_is_not_a_record(tmp_path, content, message):
+  path = tmp_path / 'corruption.json'
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=f'^{_where(path)}: {_NOT_A_RECORD}: {message}') as raised:
+    corruptions.load_record(path)
+  assert '\n' not in str(raised.value)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'corrupted_ids': [1.5, 2]}, r'corrupted_ids\[0\] is 1.5, not an integer'),
+    ({'corrupted_ids': [1.0, 2]}, r'corrupted_ids\[0\] is 1.0, not an integer'),
+    ({'clean_labels': 'abc'}, "clean_labels is 'abc', not a list of integers"),
+    ({'corrupted_labels': [[1], [2]]}, r'corrupted_labels\[0\] is \[1\], not an integer'),
+    ({'corrupted_ids': [2**40]}, r'corrupted_ids\[0\] is 1099511627776, not an integer'),
+    ({'corrupted_ids': [True]}, r'corrupted_ids\[0\] is True, not an integer'),
+    ({'forget_ids': {'50': [1, None]}}, r'forget_ids\["50"\]\[1\] is None, not an integer'),
+    ({'forget_ids': [1, 2]}, r'forget_ids is \[1, 2\], not an object from percent to ids'),
+    ({'forget_ids': {'half': [1]}}, "forget_ids is {'half': .*, not an object from percent"),
+    ({'class_pair': [3]}, r'class_pair is \[3\], not two classes'),
+    ({'class_pair': None}, 'class_pair is None, not a list of integers'),
+    ({'clean_labels': [1]},
+     r'corrupted_ids, clean_labels, corrupted_labels have lengths \[20, 1, 20\]'),
+    ({'seed': '0'}, "seed is '0', not an integer"),
+    ({'num_examples': 3000.0}, 'num_examples is 3000.0, not an integer'),
+    ({'task': 'label_noise'}, "task is 'label_noise', not one of random_label_swap, "),
+])
+def test_load_record_refuses_fields_of_the_wrong_type(tmp_path, change, message):
+  path = tmp_path / 'corruption.json'
+  path.write_text(json.dumps({**_saved_record(tmp_path), **change}))
+  with pytest.raises(ValueError, match=f'^{_where(path)}: {_NOT_A_RECORD}: {message}'):
+    corruptions.load_record(path)
+
+
+def test_load_record_of_a_missing_file_or_a_folder(tmp_path):
+  missing = tmp_path / 'missing.json'
+  with pytest.raises(ValueError,
+                     match=rf'^{_where(missing)}: cannot be read \(No such file or directory\)'):
+    corruptions.load_record(missing)
+  with pytest.raises(ValueError, match=rf'^{_where(tmp_path)}: cannot be read \(Is a directory\)'):
+    corruptions.load_record(tmp_path)

@@ -1,5 +1,6 @@
 """Sources: the built-in `shapes`, the offline folder/archive (with its cache), TFDS (mocked)."""
 
+import io
 import os
 import pathlib
 import sys
@@ -193,6 +194,102 @@ def test_offline_source_bad_input(tmp_path):
   (tmp_path / 'data.zip').write_bytes(b'')
   with pytest.raises(ValueError, match='must be a folder or'):
     sources.load('folder', path=tmp_path / 'data.zip')
+
+
+def _noise(count: int) -> bytes:
+  return np.random.default_rng(0).integers(0, 256, count, np.uint8).tobytes()
+
+
+def _truncated_png() -> bytes:
+  """The first half of a noise PNG: PIL identifies it, then runs out of pixel data."""
+  noise = np.frombuffer(_noise(32 * 32 * 3), np.uint8).reshape(32, 32, 3)
+  with io.BytesIO() as buffer:
+    Image.fromarray(noise).save(buffer, 'PNG')
+    return buffer.getvalue()[:len(buffer.getvalue()) // 2]
+
+
+def _not_an_archive(tmp_path, content):
+  (tmp_path / 'x.tar.gz').write_bytes(content)
+  return tmp_path / 'x.tar.gz'
+
+
+def _cut_archive(tmp_path):
+  # Many noise images, so that half the compressed stream ends inside the tar data.
+  files = {('train', f'c{i % 2}', f'{i}.png'): i for i in range(8)} | {('test', 'c0', 't.png'): 9}
+  folder = _write_layout(tmp_path / 'src', files, size=(32, 32))
+  for image in folder.rglob('*.png'):
+    Image.fromarray(np.frombuffer(_noise(32 * 32 * 3), np.uint8).reshape(32, 32, 3)).save(image)
+  archive = _archive(folder, tmp_path / 'cut.tar.gz')
+  archive.write_bytes(archive.read_bytes()[:archive.stat().st_size // 2])
+  return archive
+
+
+def _with_file(tmp_path, name, content, archive=False):
+  """The small layout with `name` (split/class/file) holding `content`, as a folder or .tgz."""
+  folder = _write_layout(tmp_path / 'src')
+  (folder / name).parent.mkdir(parents=True, exist_ok=True)
+  (folder / name).write_bytes(content)
+  return _archive(folder, tmp_path / 'set.tgz', prefix='./cifar/') if archive else folder
+
+
+def _one_class(tmp_path, archive=False):
+  folder = _write_layout(tmp_path / 'src', {('train', 'cat', 'a.png'): 1,
+                                            ('train', 'cat', 'b.png'): 2,
+                                            ('test', 'cat', 'c.png'): 3})
+  return _archive(folder, tmp_path / 'one.tar.gz') if archive else folder
+
+
+# Each case builds a bad source in tmp_path and names the one-line error it must give.
+_BAD_SOURCES = {
+    'random bytes as .tar.gz': (
+        lambda tmp: _not_an_archive(tmp, _noise(3000)),
+        r"path='[^']*x\.tar\.gz' is not a readable \.tar\.gz/\.tar archive \(its content is not "
+        r'gzip, bzip2, xz or tar data\)\.$'),
+    'text as .tar.gz': (
+        lambda tmp: _not_an_archive(tmp, b'train/cat/1.png\n' * 100),
+        r"x\.tar\.gz' is not a readable \.tar\.gz/\.tar archive \(its content is not gzip"),
+    'truncated .tar.gz': (
+        _cut_archive,
+        r"cut\.tar\.gz' is not a readable \.tar\.gz/\.tar archive \(it is truncated or damaged: "
+        r'EOFError: Compressed file ended'),
+    'random bytes as .png in a folder': (
+        lambda tmp: _with_file(tmp, 'train/zebra/0003.png', _noise(300)),
+        r"src': 'train/zebra/0003\.png' cannot be decoded as an image \(not a format PIL "
+        r'recognises\)\.$'),
+    'truncated .png in a folder': (
+        lambda tmp: _with_file(tmp, 'test/ant/0003.png', _truncated_png()),
+        r"'test/ant/0003\.png' cannot be decoded as an image \(OSError: image file is "
+        'truncated'),
+    'random bytes as .jpg in an archive': (
+        lambda tmp: _with_file(tmp, 'train/zebra/0003.jpg', _noise(300), archive=True),
+        r"set\.tgz': 'cifar/train/zebra/0003\.jpg' cannot be decoded as an image"),
+    'empty .png in an archive': (
+        lambda tmp: _with_file(tmp, 'train/ant/empty.png', b'', archive=True),
+        r"'cifar/train/ant/empty\.png' cannot be decoded as an image"),
+    'one train class in a folder': (
+        _one_class,
+        r"src': the train split has 1 class folder, 'cat'; a classifier needs at least 2 "
+        'classes'),
+    'one train class in an archive': (
+        lambda tmp: _one_class(tmp, archive=True),
+        r"one\.tar\.gz': the train split has 1 class folder, 'cat'; a classifier needs at"),
+    'a test class train lacks': (
+        lambda tmp: _write_layout(_write_layout(tmp / 'src'), {('test', 'Zebra', 'z.png'): 5}),
+        r"test class folders \['Zebra'\] are not train classes; the test split may only use "
+        r"the train split's class names \['ant', 'mole', 'zebra'\]\.$"),
+}
+
+
+@pytest.mark.parametrize('case', list(_BAD_SOURCES))
+def test_bad_offline_data_is_one_value_error_naming_the_file(case, tmp_path):
+  build, message = _BAD_SOURCES[case]
+  source = build(tmp_path)
+  with pytest.raises(ValueError, match=message) as raised:
+    sources.load('folder', path=source, cache_dir=tmp_path / 'cache')
+  assert '\n' not in str(raised.value)
+  assert not (tmp_path / 'cache').exists()  # Nothing cached from a failed read.
+  with pytest.raises(ValueError, match=message):
+    sources.load_image_folder(source, use_cache=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The command line end to end: a shrunken quickstart, kill-and-resume, bad configs, workdirs."""
+"""The command line end to end: a shrunken quickstart, kill-and-resume, one trained model per
+workdir reused by every unlearning run, bad configs."""
 
 import json
 import os
@@ -16,13 +17,8 @@ from configs import quickstart
 from rem_jax import checkpoints, experiments, trainer, training
 from rem_jax.experiments import cell, config_lib
 from rem_jax.models import init_variables
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-# The quickstart shrunk to seconds: 16x16 shapes, 256 training images, 8 steps of 32.
-TINY_FIELDS = {'data.image_size': 16, 'data.num_train': 256, 'data.num_test': 64,
-               'num_corrupted': 32, 'train.steps': 8, 'train.batch_size': 32,
-               'train.checkpoint_every': 4, 'eval_batch_size': 64, 'method': 'no_ul'}
-TINY = [f'--config.{field}={value}' for field, value in TINY_FIELDS.items()]
+from tests import cli
+from tests.cli import ROOT, TINY, TINY_FIELDS
 
 
 def _launch(workdir, *overrides, config='configs/quickstart.py', wait=True):
@@ -55,15 +51,17 @@ def _final_params(workdir) -> dict:
   return jax.device_get(state['params'])
 
 
-def test_quickstart_smoke_run_writes_every_record(tmp_path):
-  result = _launch(tmp_path, *TINY, '--config.method=rem', '--config.methods.rem.epochs=1',
-                   '--config.methods.rem.eval_batch_size=64')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Healed' in result.stdout and 'after rem' in result.stdout
-  # No GPU here: one line says so and how to get one, and the run goes on.
-  assert result.stderr.count('No GPU or TPU found: running on the CPU') == 1
-  assert 'pip install -U "jax[cuda13]"' in result.stderr
-  record = json.loads((tmp_path / 'results.json').read_text())
+def test_quickstart_smoke_run_writes_every_record(tmp_path, capsys):
+  # In this process, through launch.py's parser and main (tests/cli.py); the real processes
+  # are the kill test below and tests/test_bad_inputs.py's NaN test.
+  assert cli.run(tmp_path, *TINY, '--config.method=rem', '--config.methods.rem.epochs=1',
+                 '--config.methods.rem.eval_batch_size=64') == 0
+  stdout = capsys.readouterr().out
+  assert 'Healed' in stdout and 'after rem' in stdout
+  run_dir = _only_run(tmp_path)
+  assert run_dir.name.startswith('rem_rate0.5_')
+  assert f'Results in {run_dir}.' in stdout
+  record = json.loads((run_dir / 'results.json').read_text())
   assert record['train'] == {**record['train'], 'steps': 8, 'resumed_from': 0, 'steps_run': 8}
   for phase in ('before', 'after'):
     assert 0.0 <= record[phase]['healed'] <= 1.0 and 0.0 <= record[phase]['utility'] <= 1.0
@@ -75,15 +73,22 @@ def test_quickstart_smoke_run_writes_every_record(tmp_path):
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [l['step'] for l in lines if l['phase'] == 'train'] == [4, 8]
   # REM's dynamics: one line per iteration, and the plot.
-  assert [l['iteration'] for l in lines if l['phase'] == 'unlearn'] == [1]
-  assert (tmp_path / 'dynamics.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  lines = [json.loads(l) for l in (run_dir / 'metrics.jsonl').read_text().splitlines()]
+  assert [l['phase'] for l in lines] == ['before', 'unlearn', 'after']
+  assert (run_dir / 'dynamics.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert json.loads((tmp_path / 'config.json').read_text())['train']['steps'] == 8
+  assert json.loads((run_dir / 'config.json').read_text())['method'] == 'rem'
+
+
+def _only_run(workdir: pathlib.Path) -> pathlib.Path:
+  (run_dir,) = (workdir / cell.RUNS_DIR).iterdir()
+  return run_dir
 
 
 def test_a_run_killed_mid_training_resumes_and_ends_with_identical_params(tmp_path):
   overrides = [*TINY, '--config.train.steps=48', '--config.train.checkpoint_every=8']
   uninterrupted, killed = tmp_path / 'uninterrupted', tmp_path / 'killed'
-  assert _launch(uninterrupted, *overrides).returncode == 0
+  assert cli.run(uninterrupted, *overrides) == 0  # The same program in this process.
   process = _launch(killed, *overrides, wait=False)
   deadline = time.time() + 240
   while not any(p.name.isdigit() for p in (killed / 'checkpoints').glob('*')):
@@ -93,43 +98,55 @@ def test_a_run_killed_mid_training_resumes_and_ends_with_identical_params(tmp_pa
   process.wait()
   saved = sorted(int(p.name) for p in (killed / 'checkpoints').glob('*') if p.name.isdigit())
   assert saved and saved[-1] < 48, f'the run finished before the kill: {saved}'
-  resumed = _launch(killed, *overrides)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  train = json.loads((killed / 'results.json').read_text())['train']
+  assert cli.run(killed, *overrides) == 0  # The same command again, in this process.
+  train = json.loads((_only_run(killed) / 'results.json').read_text())['train']
   assert train['resumed_from'] == saved[-1]
   assert train['steps_run'] == 48 - saved[-1]
   chex.assert_trees_all_equal(_final_params(killed), _final_params(uninterrupted))
 
 
-def test_a_workdir_of_another_config_is_refused_unless_overwrite(tmp_path):
+def test_one_trained_model_serves_every_method_and_a_corrected_setting(tmp_path):
+  # A method that diverges after training: its correction reuses the trained model.
+  diverging = config_lib.cell_with(**{**TINY_FIELDS, 'method': 'cf'})
+  diverging.methods.cf.learning_rate = 1e30
+  diverging.methods.cf.epochs = 1
+  with pytest.raises(training.NonFiniteLossError, match='cf: non-finite loss'):
+    experiments.run(diverging, tmp_path)
+  corrected = config_lib.cell_with(**{**TINY_FIELDS, 'method': 'cf'})
+  corrected.methods.cf.epochs = 1
+  first = experiments.run(corrected, tmp_path)
+  assert first['train']['steps_run'] == 8  # The record of the run that trained the model.
+  other = experiments.run(config_lib.cell_with(**TINY_FIELDS, discovery_rate=1.0), tmp_path)
+  runs = sorted(p.name for p in (tmp_path / cell.RUNS_DIR).iterdir())
+  assert [name.rsplit('_', 1)[0] for name in runs] == ['cf_rate0.5', 'no_ul_rate1']
+  # Both results are kept, and the model was trained once: its checkpoints are those of one run.
+  assert json.loads((tmp_path / cell.RUNS_DIR / runs[0] / 'results.json').read_text()
+                    )['after'] == first['after']
+  assert other['before'] == {**other['before'], 'utility': first['before']['utility']}
+  steps = [json.loads(l)['step'] for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert steps == [4, 8]
+  # The same run again is not repeated: its results are read back.
+  assert experiments.run(corrected, tmp_path) == first
+
+
+def test_a_workdir_of_another_model_is_refused_unless_overwrite(tmp_path):
   experiments.run(config_lib.cell_with(**TINY_FIELDS), tmp_path)
-  with pytest.raises(ValueError, match=r'holds a run of another config.*seed: 0 -> 1'):
+  with pytest.raises(ValueError, match=r'holds a run of other settings.*seed: 0 -> 1'):
     experiments.run(config_lib.cell_with(**TINY_FIELDS, seed=1), tmp_path)
-  experiments.run(config_lib.cell_with(**TINY_FIELDS, seed=1), tmp_path, overwrite=True)
-  assert json.loads((tmp_path / 'results.json').read_text())['seed'] == 1
+  with pytest.raises(ValueError, match=r'train.learning_rate: 0.05 -> 0.1'):
+    experiments.run(config_lib.cell_with(**TINY_FIELDS, **{'train.learning_rate': 0.1}),
+                    tmp_path)
+  # Fields that shape nothing of a plain model do not retrain it.
+  same_model = config_lib.cell_with(**TINY_FIELDS, p_mem=0.3, **{'model.expansion': 0.25})
+  assert cell.original_key(same_model) == cell.original_key(config_lib.cell_with(**TINY_FIELDS))
+  experiments.run(same_model, tmp_path)
+  result = experiments.run(config_lib.cell_with(**TINY_FIELDS, seed=1), tmp_path, overwrite=True)
+  assert result['seed'] == 1 and result['train']['resumed_from'] == 0
+  assert len(list((tmp_path / cell.RUNS_DIR).iterdir())) == 1  # The old model's runs are gone.
 
 
-@pytest.mark.parametrize('override, message', [
-    ('--config.method=rem_typo', "method='rem_typo' is not a registered method; allowed: "
-                                 "['ascent', 'bad_teacher', 'cf', 'etd', 'no_ul', 'npo', "
-                                 "'potion', 'rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', "
-                                 "'rem_no_remove', 'retrain', 'scrub']"),
-    ('--config.dataset=mnist', "dataset='mnist' is unknown; allowed: ['cifar10',"),
-    ('--config.task=label_noise', "task='label_noise' is unknown; allowed: "
-                                  "['random_label_swap', 'inter_class_confusion', "
-                                  "'poison_trigger']"),
-    ('--config.model.name=resnet50', "model.name='resnet50' is not a model; allowed: "
-                                     "['resnet9', 'vit']"),
-    ('--config.model.capacity=1.5', 'capacity=1.5 is outside (0, 1]'),
-    ('--config.discovery_rate=0', 'discovery'),
-    ('--config.train.optimizer=rmsprop', "optimizer='rmsprop' is not supported"),
-    ('--config.foo=1', "cannot build the config: \"'foo'\" (a --config.FIELD override must "
-                       'name a field'),
-    ('--config.seed=abc', 'flag --config.seed=abc'),
-    ('--coordinator_address=localhost:1234', '--coordinator_address configure a multi-process '
-                                             'run: add --distributed'),
-])
-def test_bad_config_exits_nonzero_with_one_readable_line(tmp_path, override, message):
-  line = _one_error_line(_launch(tmp_path / 'run', override))
-  assert message in line, line
+def test_a_bad_config_in_a_real_process_is_one_line_and_exit_status_1(tmp_path):
+  # The wiring of launch.py's __main__; tests/test_bad_inputs.py has the table of bad inputs.
+  line = _one_error_line(_launch(tmp_path / 'run', '--config.foo=1'))
+  assert "--config.foo: the config has no field 'foo'" in line, line
   assert not (tmp_path / 'run').exists()  # Nothing is written for a config that cannot run.

@@ -1,6 +1,7 @@
 """REM: its pieces, its mechanism and its behaviour on a tiny poisoned `shapes` task."""
 
 import dataclasses
+import re
 
 import chex
 import jax
@@ -220,7 +221,8 @@ def test_mechanism_the_removal_term_reaches_only_theta_o1(poisoned):
     ({'beta': 0.0}, 'beta=0.0 must be > 0'),
     ({'remove_reference': 'live'}, "remove_reference='live' is not supported"),
     ({'expansion': 0.001}, 'REM needs extra units'),
-    ({'gama': 0.2}, r"REM settings \['gama'\] are unknown"),
+    ({'gama': 0.2}, r"rem settings \['gama'\] are unknown"),
+    ({'p_mem': 1.5}, r"p_mem=1.5 must lie in \(0, 1\]: the masks' keep probability"),
 ])
 def test_bad_settings(poisoned, settings, message):
   with pytest.raises(ValueError, match=message):
@@ -238,14 +240,30 @@ def test_bad_forget_sets(poisoned, forget_ids, message):
     get_method('rem')(base.TrainedModel(poisoned.model, poisoned.variables), task, {})
 
 
+@pytest.mark.parametrize('settings, message', [
+    ({'p_mem': 0.3}, r'p_mem=0.3: this ETD base was trained with p_mem=0.2, and REM reuses'),
+    ({'expansion': 0.5}, 'expansion=0.5: an ETD base brings its own extra units'),
+])
+def test_on_an_etd_base_rem_takes_its_units_and_masks_as_they_are(settings, message):
+  etd = base.TrainedModel(model=None, variables={}, mask_config=masks.MaskConfig(0, p_mem=0.2))
+  resolved = common.resolve_settings(settings, rem_module.default_config(), 'rem')
+  with pytest.raises(ValueError, match=message):
+    rem_module._expanded_start(etd, resolved, None, 'rem')  # pylint: disable=protected-access
+  same = common.resolve_settings({'p_mem': 0.2}, rem_module.default_config(), 'rem')
+  assert rem_module._expanded_start(etd, same, None, 'rem')[2] is etd.mask_config
+
+
 def test_rem_etd_needs_an_etd_base(poisoned):
   with pytest.raises(ValueError, match="set base='etd'"):
     _rem(poisoned, variant='rem_etd')
 
 
 @pytest.mark.parametrize('settings', [{'forget_masks': 'own'}, {'expansion': 0.0}])
-def test_ablation_settings_run_and_return_the_original_architecture(poisoned, settings):
+def test_ablation_settings_run_and_return_the_original_architecture(poisoned, settings, capsys):
   result = _rem(poisoned, epochs=1, **settings)
+  # The progress bar's last redraw: `rem: 100%|...| 1/1 [time, rate, postfix]`.
+  assert re.search(r'(^|\r)rem: 100%\|.*\| 1/1 \[.*flush=\d+, Acc\(D_f\)=[\d.]+, proxy=',
+                   capsys.readouterr().err)
   assert result.model == poisoned.model
   chex.assert_trees_all_equal_shapes(result.variables, poisoned.variables)
   assert result.record['mask_size'] == (0 if settings.get('expansion') == 0 else 36)

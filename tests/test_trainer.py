@@ -33,7 +33,8 @@ def test_a_loss_that_turns_nan_stops_and_keeps_the_last_good_checkpoint(setup, t
   longer = dataclasses.replace(RECIPE, steps=16)
   broken = dataclasses.replace(view, labels=np.full(view.num_examples, 99, np.int32))
   with pytest.raises(trainer.NonFiniteLossError,
-                     match=r'between steps 9 and 12; the checkpoint at step 8 is kept'):
+                     match=r'between steps 9 and 12 \(in the loss\); the checkpoint at step 8 is '
+                           'kept'):
     trainer.train(model, variables, broken, longer, mesh=mesh, seed=0, workdir=tmp_path)
   with checkpoints.Checkpointer(tmp_path) as checkpointer:
     assert checkpointer.latest_step() == 8
@@ -44,7 +45,7 @@ def test_nan_from_the_start_writes_no_checkpoint(setup, tmp_path):
   mesh, view, model, variables = setup
   broken = dataclasses.replace(view, labels=np.full(view.num_examples, 99, np.int32))
   with pytest.raises(trainer.NonFiniteLossError,
-                     match=r'between steps 1 and 4; no checkpoint was written'):
+                     match=r'between steps 1 and 4 \(in the loss\); no checkpoint was written'):
     trainer.train(model, variables, broken, RECIPE, mesh=mesh, seed=0, workdir=tmp_path)
   with checkpoints.Checkpointer(tmp_path) as checkpointer:
     assert checkpointer.latest_step() is None

@@ -35,6 +35,15 @@ DEFAULT_CLASS_PAIR = (3, 5)
 _CORRUPTION_STREAM = 0
 _DISCOVERY_STREAM = 1
 _RECORD_FORMAT = 1
+# The fields `save_record` writes, by kind, so `load_record` can name what a file lacks.
+_RECORD_INTS = ('seed', 'num_examples', 'num_classes', 'poison_target')
+_RECORD_ID_LISTS = ('corrupted_ids', 'clean_labels', 'corrupted_labels')
+_RECORD_FIELDS = ('format', 'task', *_RECORD_INTS, 'class_pair', *_RECORD_ID_LISTS,
+                  'forget_ids')
+_NOT_A_RECORD = 'not a corruption record written by rem_jax (save_record)'
+# What json.loads returns, by the names JSON gives them.
+_JSON_TYPES = {list: 'array', str: 'string', int: 'number', float: 'number', bool: 'boolean',
+               type(None): 'null'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,11 +202,9 @@ def check_forget_ids(forget_ids, num_examples: int,
 
   Raises:
     ValueError: empty, not 1-D integers, duplicated, out of range, or (benchmark) not corrupted.
+      Floats are refused even when integer-valued (3.0): see `_id_array`.
   """
-  ids = np.asarray(forget_ids)
-  if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f'forget_ids must be a non-empty 1-D array of integer ids, got dtype '
-                     f'{ids.dtype} shape {ids.shape}.')
+  ids = _id_array(forget_ids)
   unique, counts = np.unique(ids, return_counts=True)
   if (counts > 1).any():
     raise ValueError(f'forget_ids must not repeat; duplicated: {unique[counts > 1][:10].tolist()}.')
@@ -211,6 +218,43 @@ def check_forget_ids(forget_ids, num_examples: int,
       raise ValueError(f'forget_ids must be corrupted ids (a subset of D_c); {clean.size} are '
                        f'not, e.g. {clean[:10].tolist()}.')
   return unique.astype(np.int32)
+
+
+def _id_array(forget_ids) -> np.ndarray:
+  """`forget_ids` as a non-empty 1-D integer array, or a one-line `ValueError` saying why not.
+
+  Integer-valued floats (3.0) are refused like 1.5: float32 cannot hold every id above 2**24,
+  so ids that went through floats may already be wrong ids.
+  """
+  try:
+    ids = np.asarray(forget_ids)
+  except ValueError:  # numpy refuses nested lists of different lengths.
+    ids = None
+  if ids is None:
+    what = 'nested lists of different lengths'
+  elif ids.ndim != 1:
+    what = f'a single value {_short(ids.item())}' if ids.ndim == 0 else f'shape {ids.shape}'
+  elif ids.size == 0:
+    what = 'an empty list'
+  elif np.issubdtype(ids.dtype, np.integer):
+    return ids
+  elif ids.dtype == bool:
+    what = 'booleans (a mask? its ids are np.flatnonzero(mask))'
+  elif np.issubdtype(ids.dtype, np.floating):
+    fractional = ids[~np.isfinite(ids) | (ids != np.round(ids))]
+    what = (f'non-integer values, e.g. {fractional[0]}' if fractional.size else
+            f'{ids.dtype} values {_preview(ids)}; write ids as integers (3, not 3.0)')
+  elif ids.dtype.kind in 'US':
+    what = f'strings {_preview(ids)}'
+  else:
+    what = f'{ids.dtype} values {_preview(ids)}'
+  raise ValueError(f'forget_ids must be a non-empty 1-D array of integer ids; got {what}.')
+
+
+def _preview(values: np.ndarray, count: int = 5) -> str:
+  """The first `count` values, for a message."""
+  shown = values[:count].tolist()
+  return f'{shown}'[:-1] + ', ...]' if values.size > count else f'{shown}'
 
 
 def save_record(record: CorruptionRecord, path: str | os.PathLike) -> None:
@@ -228,10 +272,26 @@ def save_record(record: CorruptionRecord, path: str | os.PathLike) -> None:
 
 
 def load_record(path: str | os.PathLike) -> CorruptionRecord:
-  """Reads a record written by `save_record`."""
-  data = json.loads(pathlib.Path(path).read_text())
-  if data.pop('format', None) != _RECORD_FORMAT:
-    raise ValueError(f'{path}: not a corruption record of format {_RECORD_FORMAT}.')
+  """Reads a record written by `save_record`.
+
+  Raises:
+    ValueError: `path` cannot be read or is not such a record (not JSON, fields missing or of
+      the wrong type); the message starts with 'corruption file <path>:' and says what is wrong.
+  """
+  path = pathlib.Path(path).expanduser()
+  try:
+    content = path.read_bytes()
+  except OSError as error:  # Missing, a folder, no permission.
+    raise ValueError(f'corruption file {path}: cannot be read ({error.strerror or error}).'
+                     ) from error
+  try:
+    data = json.loads(content)
+  except ValueError as error:  # JSONDecodeError, or UnicodeDecodeError for a binary file.
+    problem = f'not JSON ({type(error).__name__}: {error})'
+  else:
+    problem = _record_problem(data)
+  if problem is not None:
+    raise ValueError(f'corruption file {path}: {_NOT_A_RECORD}: {problem}.')
   ids = lambda values: np.asarray(values, np.int32)
   return CorruptionRecord(
       task=data['task'], seed=data['seed'], num_examples=data['num_examples'],
@@ -239,6 +299,62 @@ def load_record(path: str | os.PathLike) -> CorruptionRecord:
       poison_target=data['poison_target'], corrupted_ids=ids(data['corrupted_ids']),
       clean_labels=ids(data['clean_labels']), corrupted_labels=ids(data['corrupted_labels']),
       forget_ids={int(p): ids(v) for p, v in data['forget_ids'].items()})
+
+
+def _record_problem(data) -> str | None:
+  """What makes `data`, parsed JSON, other than a record `save_record` wrote; None if nothing."""
+  if not isinstance(data, dict):
+    return f'it holds a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}, not an object'
+  # The format first: a record from another version is better told so than what it lacks.
+  if 'format' in data and (not _is_int32(data['format']) or data['format'] != _RECORD_FORMAT):
+    return f'format is {_short(data["format"])}; this rem_jax reads format {_RECORD_FORMAT}'
+  missing = [field for field in _RECORD_FIELDS if field not in data]
+  if missing:
+    return f'fields missing: {", ".join(missing)}'
+  if data['task'] not in TASKS:
+    return f'task is {_short(data["task"])}, not one of {", ".join(TASKS)}'
+  for field in _RECORD_INTS:
+    if not _is_int32(data[field]):
+      return f'{field} is {_short(data[field])}, not an integer'
+  return _record_lists_problem(data)
+
+
+def _record_lists_problem(data: dict) -> str | None:
+  """`_record_problem` for the id and label lists, once the scalar fields are known good."""
+  forget_ids = data['forget_ids']
+  # Keys are percents written by `save_record`; isascii: int() would also take other digits.
+  if not isinstance(forget_ids, dict) or not all(p.isascii() and p.isdigit() for p in forget_ids):
+    return f'forget_ids is {_short(forget_ids)}, not an object from percent to ids'
+  lists = {field: data[field] for field in ('class_pair', *_RECORD_ID_LISTS)}
+  lists.update({f'forget_ids["{p}"]': ids for p, ids in forget_ids.items()})
+  for name, values in lists.items():
+    if (problem := _int_list_problem(name, values)) is not None:
+      return problem
+  if len(data['class_pair']) != 2:
+    return f'class_pair is {_short(data["class_pair"])}, not two classes'
+  lengths = [len(data[field]) for field in _RECORD_ID_LISTS]
+  if len(set(lengths)) > 1:
+    return (f'{", ".join(_RECORD_ID_LISTS)} have lengths {lengths}; they must have one entry '
+            'per corrupted example')
+  return None
+
+
+def _int_list_problem(name: str, values) -> str | None:
+  """Why `values` is not a JSON list of int32 integers; None if it is."""
+  if not isinstance(values, list):
+    return f'{name} is {_short(values)}, not a list of integers'
+  bad = next((i for i, value in enumerate(values) if not _is_int32(value)), None)
+  return None if bad is None else f'{name}[{bad}] is {_short(values[bad])}, not an integer'
+
+
+def _is_int32(value) -> bool:
+  # JSON true/false arrive as bool, which Python counts as int.
+  return isinstance(value, int) and not isinstance(value, bool) and -2**31 <= value < 2**31
+
+
+def _short(value, width: int = 40) -> str:
+  text = repr(value)
+  return text if len(text) <= width else text[:width - 3] + '...'
 
 
 def _draw(rng: np.random.Generator, pool: np.ndarray, count: int, what: str) -> np.ndarray:

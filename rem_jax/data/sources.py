@@ -19,15 +19,18 @@ images, int32 labels and class names in a fixed order, so that the dataset id of
 import dataclasses
 import hashlib
 import io
+import lzma
 import os
 import pathlib
 import socket
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from rem_jax import files
 from rem_jax.data import shapes
@@ -50,6 +53,13 @@ _SHAPES_SIZES = (10_000, 2_000)  # Default train / test sizes of the generated d
 _DEFAULT_IMAGE_SIZE = {'imagenette': 32, 'shapes': 32}
 # Bump when the cached arrays' layout or decoding changes, to invalidate old caches.
 _CACHE_FORMAT = 1
+# What reading a damaged archive raises: tarfile's own errors and those of the decompressors
+# underneath (a stream cut short, corrupt compressed data).
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+# What decoding a damaged image raises (PIL's UnidentifiedImageError is an OSError).
+_IMAGE_ERRORS = (OSError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+_T = TypeVar('_T')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +302,12 @@ def load_image_folder(path: str | os.PathLike, *, name: str | None = None,
       size.
     cache_dir: where to cache decoded arrays (default `default_cache_dir()`).
     use_cache: read and write the cache.
+
+  Raises:
+    ValueError: in one line naming the path (and the file inside it, if one is at fault): the
+      path is missing, not a folder or readable archive, holds an image that cannot be decoded,
+      lacks a split, has fewer than 2 train classes or test classes train lacks, or mixes image
+      sizes without `image_size`.
   """
   path = pathlib.Path(path).expanduser().resolve()
   if not path.exists():
@@ -324,7 +340,8 @@ def _read_layout(path: pathlib.Path, image_size: int | None) -> dict[tuple[str, 
   else:
     raise ValueError(f'offline dataset path={str(path)!r} must be a folder or a .tar.gz/.tgz/.tar '
                      'archive.')
-  found = {parts: _fit(_decode_image(content), image_size) for parts, content in files
+  found = {parts: _fit(_decode_image(content, '/'.join(parts), path), image_size)
+           for parts, content in files
            if parts[-1].lower().endswith(IMAGE_SUFFIXES) and not parts[-1].startswith('.')}
   if not found:
     raise ValueError(f'offline dataset path={str(path)!r} holds no images '
@@ -340,16 +357,54 @@ def _read_layout(path: pathlib.Path, image_size: int | None) -> dict[tuple[str, 
     if split not in present:
       raise ValueError(f'offline dataset path={str(path)!r} has no {split!r} split; found splits '
                        f'{present}, required {list(SPLITS)}.')
-  return {key: image for key, image in found.items() if key[0] in SPLITS}
+  found = {key: image for key, image in found.items() if key[0] in SPLITS}
+  _check_classes(found, path)
+  return found
+
+
+def _check_classes(keys: Iterable[tuple[str, str, str]], path: pathlib.Path) -> None:
+  """Raises `ValueError` unless train has 2+ classes and test only classes train has.
+
+  The labels index the union of class names: a test class without training examples would be a
+  class the model can never predict, most often a misspelt folder name.
+  """
+  train = sorted({class_name for split, class_name, _ in keys if split == 'train'})
+  test = sorted({class_name for split, class_name, _ in keys if split == 'test'})
+  if len(train) < 2:
+    raise ValueError(f'offline dataset path={str(path)!r}: the train split has {len(train)} '
+                     f'class folder, {", ".join(map(repr, train))}; a classifier needs at least 2 '
+                     'classes, one folder each: train/<class_name>/<image files>.')
+  unknown = sorted(set(test) - set(train))
+  if unknown:
+    raise ValueError(f'offline dataset path={str(path)!r}: test class folders {unknown} are not '
+                     f'train classes; the test split may only use the train split\'s class names '
+                     f'{train}.')
 
 
 def _archive_files(path: pathlib.Path) -> Iterator[tuple[tuple[str, ...], bytes]]:
-  """Streams the regular files of a tar archive: (path parts, bytes), never touching disk."""
-  with tarfile.open(path, 'r:*') as archive:
-    for member in archive:
+  """Streams the regular files of a tar archive: (path parts, bytes), never touching disk.
+
+  Raises `ValueError` naming `path` if it is not a tar archive, or is cut short or damaged.
+  """
+  with _read_archive(path, lambda: tarfile.open(path, 'r:*')) as archive:
+    while (member := _read_archive(path, archive.next)) is not None:
       if member.isfile():
         parts = tuple(part for part in member.name.split('/') if part not in ('', '.'))
-        yield parts, archive.extractfile(member).read()
+        yield parts, _read_archive(path, archive.extractfile(member).read)
+
+
+def _read_archive(path: pathlib.Path, read: Callable[[], _T]) -> _T:
+  """`read()`, one step of reading the archive at `path`, its failure as one `ValueError`."""
+  try:
+    return read()
+  except _ARCHIVE_ERRORS as error:
+    if isinstance(error, tarfile.ReadError) and str(error).startswith('file could not be opened'):
+      # tarfile.open lists every compression it tried, over several lines.
+      detail = 'its content is not gzip, bzip2, xz or tar data'
+    else:
+      detail = f'it is truncated or damaged: {type(error).__name__}: {_first_line(error)}'
+    raise ValueError(f'offline dataset path={str(path)!r} is not a readable .tar.gz/.tar '
+                     f'archive ({detail}).') from error
 
 
 def _arrange(images: Mapping[tuple[str, str, str], np.ndarray],
@@ -367,10 +422,27 @@ def _arrange(images: Mapping[tuple[str, str, str], np.ndarray],
   return arrays
 
 
-def _decode_image(content: bytes | pathlib.Path) -> np.ndarray:
-  """uint8 (H, W, 3) from an encoded image (grey and RGBA images become RGB)."""
-  with Image.open(io.BytesIO(content) if isinstance(content, bytes) else content) as image:
-    return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
+def _decode_image(content: bytes | pathlib.Path, name: str, origin: pathlib.Path) -> np.ndarray:
+  """uint8 (H, W, 3) from an encoded image (grey and RGBA images become RGB).
+
+  Args:
+    content: the encoded bytes, or the image file.
+    name: the image's path inside the folder or archive `origin`, for the error message.
+    origin: the dataset folder or archive.
+
+  Raises:
+    ValueError: the image cannot be decoded (not an image, truncated, damaged).
+  """
+  try:
+    with Image.open(io.BytesIO(content) if isinstance(content, bytes) else content) as image:
+      # Decoding is lazy: the pixels are read, and a truncated file found, by asarray/convert.
+      return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
+  except _IMAGE_ERRORS as error:
+    # PIL's "cannot identify image file <_io.BytesIO object at 0x...>" names no file.
+    detail = ('not a format PIL recognises' if isinstance(error, UnidentifiedImageError)
+              else f'{type(error).__name__}: {_first_line(error)}')
+    raise ValueError(f'offline dataset path={str(origin)!r}: {name!r} cannot be decoded as an '
+                     f'image ({detail}).') from error
 
 
 def _stack_images(images: list[np.ndarray], origin: str,

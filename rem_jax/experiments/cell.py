@@ -9,6 +9,8 @@ augmentation, and the masks (`mask_seed = seed`).
 """
 
 import dataclasses
+import hashlib
+import json
 import pathlib
 import platform
 import time
@@ -17,7 +19,6 @@ from absl import logging
 import jax
 import ml_collections
 
-from rem_jax import checkpoints
 from rem_jax import evaluation
 from rem_jax import files
 from rem_jax import masks
@@ -27,44 +28,102 @@ from rem_jax import trainer
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 from rem_jax.data import sources
+from rem_jax.experiments import config_lib
+from rem_jax.experiments import fields
 from rem_jax.experiments import plots
+from rem_jax.experiments import workdir as workdir_lib
 from rem_jax.models import build_model, describe, init_variables
 
-BASES = ('plain', 'etd')
+BASES = fields.BASES
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 DYNAMICS_FILE = 'dynamics.png'
 IDS_FILE = 'corruption.json'
-TOP_LEVEL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair',
-                    'discovery_rate', 'method', 'methods', 'base', 'p_mem', 'model', 'train',
-                    'eval_batch_size')
+TRAIN_RECORD_FILE = 'train.json'
+RUNS_DIR = 'runs'
 # The fields that decide the corrupted data and the original model: cells that agree on these
-# share one trained model (the sweep's cache key).
+# share one trained model (a sweep's `originals/<key>`, a cell workdir's claim).
 ORIGINAL_FIELDS = ('seed', 'dataset', 'data', 'task', 'num_corrupted', 'class_pair', 'base',
                    'p_mem', 'model', 'train')
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Names, values and fields of a cell config; a ValueError names the field and the choices."""
-  unknown = sorted(set(config.keys()) - set(TOP_LEVEL_FIELDS))
-  if unknown:
-    raise ValueError(f'config fields {unknown} are unknown; allowed: {sorted(TOP_LEVEL_FIELDS)}.')
-  missing = sorted(set(TOP_LEVEL_FIELDS) - set(config.keys()))
-  if missing:
-    raise ValueError(f'config lacks the fields {missing}; start from configs/quickstart.py.')
-  if config.dataset not in sources.DATASETS:
-    raise ValueError(f'dataset={config.dataset!r} is unknown; allowed: {list(sources.DATASETS)}.')
-  if config.task not in corruptions.TASKS:
-    raise ValueError(f'task={config.task!r} is unknown; allowed: {list(corruptions.TASKS)}.')
-  corruptions.check_discovery_rate(config.discovery_rate)
-  methods.get_method(config.method)
-  if config.base not in BASES:
-    raise ValueError(f'base={config.base!r} is unknown; allowed: {list(BASES)}.')
+def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
+  """Every field of a cell config, before anything is loaded or trained.
+
+  Names (every section has exactly the fields of `config_lib.cell_config()`), values
+  (`fields.CELL_FIELDS`), the combinations (an ETD base needs extra units, REM on it brings
+  none of its own), the model's widths, and the settings of every method section. With a
+  `mesh`, the batch sizes must also split evenly over its devices. A `ValueError` names the
+  field and what is allowed.
+  """
+  fields.check_names(config.to_dict(), config_lib.cell_config().to_dict(),
+                     sections=('data', 'model', 'train'))
+  for name in config.methods:
+    methods.get_method(name)
+  fields.check_values(config.to_dict())
   if config.base == 'etd' and not config.model.expansion > 0:
-    raise ValueError('base=\'etd\' trains the model with extra units: set model.expansion > 0 '
+    raise ValueError("base='etd' trains the model with extra units: set model.expansion > 0 "
                      '(the paper: 1 - capacity).')
+  if config.dataset == 'shapes' and (config.data.path or config.data.data_dir):
+    raise ValueError("dataset='shapes' is generated: leave data.path and data.data_dir unset.")
   trainer.Recipe.from_config(config.train)
-  build_model(config.model)
+  original_model(config)
+  for name in config.methods:
+    settings = method_settings(config, name)
+    methods.check_settings(name, settings)
+    if config.base == 'etd' and fields.is_rem(name) and settings.get('expansion') is not None:
+      raise ValueError(f"methods.{name}.expansion={settings.expansion!r}: on base='etd' REM uses "
+                       "the base's extra units; leave it unset.")
+  if mesh is not None:
+    sharding.check_batch_size(config.train.batch_size, mesh, 'train.batch_size')
+    sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+
+
+def method_settings(config: ml_collections.ConfigDict, name: str | None = None
+                    ) -> ml_collections.ConfigDict:
+  """The settings method `name` (default: `config.method`) runs with: its section, and for REM
+  the masks' keep probability, which is the config's one `p_mem` (an ETD base's masks and REM's
+  are the same masks)."""
+  name = name or config.method
+  section = config.methods.get(name)
+  settings = ml_collections.ConfigDict(section.to_dict() if section is not None else {})
+  if fields.is_rem(name):
+    settings.p_mem = config.p_mem
+  return settings
+
+
+def original_fields(settings) -> dict:
+  """The fields that decide a cell's data and original model, JSON-normalised.
+
+  A plain base has no masks and no extra units, so `p_mem` and `model.expansion` do not shape
+  it, and only the inter-class task reads `class_pair`: they are left out, and changing them
+  never retrains a model.
+  """
+  if isinstance(settings, ml_collections.ConfigDict):
+    settings = settings.to_dict()
+  kept = json.loads(json.dumps({name: settings[name] for name in ORIGINAL_FIELDS}))
+  if kept['base'] == 'plain':
+    del kept['p_mem']
+    kept['model'].pop('expansion', None)
+  if kept['task'] != 'inter_class_confusion':
+    del kept['class_pair']
+  return kept
+
+
+def original_key(settings) -> str:
+  """A short hash of `original_fields`: cells with the same key share one trained model."""
+  text = json.dumps(original_fields(settings), sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_name(config: ml_collections.ConfigDict) -> str:
+  """The folder of one unlearning run in a cell workdir: method, discovery rate and a hash of
+  everything else that shapes its result (its settings, the evaluation batch size)."""
+  shaping = {'method': config.method, 'discovery_rate': config.discovery_rate,
+             'settings': method_settings(config).to_dict(),
+             'eval_batch_size': config.eval_batch_size}
+  digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]
+  return f'{config.method}_rate{config.discovery_rate:g}_{digest}'
 
 
 def load_splits(config) -> sources.Splits:
@@ -72,6 +131,15 @@ def load_splits(config) -> sources.Splits:
   return sources.load(config.dataset, path=data.path or None, data_dir=data.data_dir or None,
                       image_size=data.image_size or None, seed=config.seed,
                       num_train=data.num_train, num_test=data.num_test)
+
+
+def check_data_fits(config, splits: sources.Splits) -> None:
+  """The loaded data against the model, before anything is trained."""
+  classes = splits.train.num_classes
+  if config.model.num_classes < classes:
+    raise ValueError(f'model.num_classes={config.model.num_classes} is smaller than the '
+                     f'{classes} classes of dataset {config.dataset!r}; set it to at least '
+                     f'{classes}.')
 
 
 def original_model(config):
@@ -134,6 +202,7 @@ def prepare(config: ml_collections.ConfigDict, mesh, *, rates=None, workdir=None
   if splits is None:
     logging.info('Loading dataset %r.', config.dataset)
     splits = load_splits(config)
+  check_data_fits(config, splits)
   record = corruptions.corrupt(
       splits.train.labels, task=config.task, seed=config.seed,
       num_classes=splits.train.num_classes, num_corrupted=config.num_corrupted,
@@ -174,10 +243,9 @@ def unlearn_and_evaluate(config: ml_collections.ConfigDict, prepared: Prepared, 
   logging.info('Original model: %s', _summary(before))
   logging.info('Unlearning with %s at discovery rate %s.', config.method, config.discovery_rate)
   method = methods.get_method(config.method)
-  method_config = config.methods.get(config.method, ml_collections.ConfigDict())
   began = time.perf_counter()
   unlearned = method(prepared.original, prepared.task(mesh, config.seed, config.discovery_rate),
-                     method_config)
+                     method_settings(config))
   jax.block_until_ready(unlearned.variables)
   unlearned.record['wall_time_s'] = time.perf_counter() - began
   after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
@@ -191,46 +259,80 @@ def environment() -> dict:
           'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count()}
 
 
-def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False) -> dict:
-  """Runs one cell; returns (and writes to `<workdir>/results.json`) its record.
+def train_record(workdir: pathlib.Path, prepared: Prepared) -> dict:
+  """The original's training record, kept from the run that trained it (a later run that only
+  reloads the model would record 0 s); a run resumed after a kill timed only its last part, so
+  its time is also projected to the whole run (`wall_time_full_s`)."""
+  path = workdir / TRAIN_RECORD_FILE
+  if path.exists():
+    return json.loads(path.read_text())
+  record = dict(prepared.train_record)
+  steps_run = record['steps_run']
+  record['wall_time_full_s'] = (record['wall_time_s'] * record['steps'] / steps_run
+                                if steps_run else None)
+  files.write_json_atomic(path, record)
+  return record
 
-  A workdir holding a run of the same config is resumed from its last training checkpoint; one
-  holding another config's run is refused unless `overwrite`, which starts afresh.
+
+def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
+        overrides=()) -> dict:
+  """Runs one cell; returns (and writes to `<workdir>/runs/<run>/results.json`) its record.
+
+  The workdir holds one trained model, claimed by the fields that shape it (`original_fields`):
+  a re-run with another method, discovery rate or method settings reuses it (or resumes its
+  training after a kill), and each unlearning run gets its own folder `runs/<run_name>`, so no
+  earlier result is overwritten; a run whose results exist already is not repeated. Other data
+  or training fields are refused, naming them, unless `overwrite` (which deletes the model and
+  every run's results and starts afresh). Everything is validated before the workdir is touched.
+
+  Args:
+    config: a cell config.
+    workdir: the cell's folder.
+    overwrite: see above.
+    overrides: the dotted fields set on the command line; one that has no effect in this run
+      (`fields.inert_fields`) is an error.
   """
-  check_config(config)
-  workdir = pathlib.Path(workdir).expanduser().absolute()
-  status = checkpoints.check_workdir(workdir, config.to_dict(), overwrite=overwrite)
-  if status == 'overwrite':  # check_workdir cleared the checkpoints; the rest is ours.
-    for name in (METRICS_FILE, RESULTS_FILE):
-      (workdir / name).unlink(missing_ok=True)
-  logging.info('Workdir %s (%s).', workdir, status)
-  metrics_log = files.JsonLines(workdir / METRICS_FILE)
   mesh = sharding.make_mesh()
+  check_config(config, mesh)
+  fields.check_overrides(overrides, fields.inert_fields(config.to_dict()))
+  workdir = workdir_lib.usable(workdir)
+  status = workdir_lib.claim(workdir, original_fields(config), overwrite=overwrite,
+                             owned=(IDS_FILE, METRICS_FILE, TRAIN_RECORD_FILE, RUNS_DIR))
+  run_dir = workdir / RUNS_DIR / run_name(config)
+  if (run_dir / RESULTS_FILE).exists():
+    logging.info('%s holds this run\'s results already; delete it to run again.', run_dir)
+    return json.loads((run_dir / RESULTS_FILE).read_text())
+  logging.info('Workdir %s (%s); this run: %s.', workdir, status, run_dir)
   logging.info('Devices: %s; mesh %s.', jax.devices(), dict(mesh.shape))
+  training_log = files.JsonLines(workdir / METRICS_FILE)
   prepared = prepare(config, mesh, workdir=workdir,
-                     log_metrics=lambda m: metrics_log.append({'phase': 'train', **m}))
+                     log_metrics=lambda m: training_log.append({'phase': 'train', **m}))
+  trained = train_record(workdir, prepared)
   before, after, unlearned = unlearn_and_evaluate(config, prepared, mesh)
+  files.write_json_atomic(run_dir / workdir_lib.CONFIG_FILE, config.to_dict())
+  metrics_log = files.JsonLines(run_dir / METRICS_FILE)
   metrics_log.append({'phase': 'before', **before})
   iterations = unlearned.record.get('iterations', [])
   for entry in iterations:
     metrics_log.append({'phase': 'unlearn', **entry})
   if iterations and 'corrupted_accuracy_shared_mask' in iterations[0]:
-    plots.plot_dynamics(iterations, workdir / DYNAMICS_FILE,
+    plots.plot_dynamics(iterations, run_dir / DYNAMICS_FILE,
                         title=f'{config.method}: {config.task}, discovery {config.discovery_rate}')
   metrics_log.append({'phase': 'after', **after})
   result = {
       'config': config.to_dict(),
       'seed': config.seed,
-      'ids_file': IDS_FILE,
+      'ids_file': f'../../{IDS_FILE}',
       'before': before,
       'after': after,
-      'train': prepared.train_record,
+      'train': trained,
       'method': unlearned.record,
       'model': describe(unlearned.model),
       **environment(),
+      'run_dir': str(run_dir),
   }
-  files.write_json_atomic(workdir / RESULTS_FILE, result)
-  return result
+  files.write_json_atomic(run_dir / RESULTS_FILE, result)
+  return json.loads(json.dumps(result))  # As a re-run reads it back.
 
 
 def _summary(values: dict) -> str:

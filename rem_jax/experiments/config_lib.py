@@ -6,6 +6,7 @@ repository root on `sys.path`.
 
 - `cell_config()`: every field of a cell config with its default (the quickstart cell: 5,000
   32x32 `shapes` images, 250 poisoned, a width/8 capacity-0.5 ResNet-9, REM at discovery 0.5);
+- `unlearn_config()`: the practitioner's run (configs/unlearn.py);
 - `cell_with(**{'dotted.field': value})`: that cell with overrides;
 - `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`);
 - `runlocal(sweep)`: a few-minute CPU smoke version of any sweep: the built-in `shapes` data at
@@ -44,9 +45,10 @@ def cell_config() -> ml_collections.ConfigDict:
       config.methods[name].eval_batch_size = 256
     if name.startswith('rem'):
       config.methods[name].learning_rate = 0.01  # This small model heals faster at 2x REM's.
+      del config.methods[name]['p_mem']    # REM's masks are the top-level p_mem's.
 
   config.base = 'plain'                    # plain | etd (extra units + per-example masks).
-  config.p_mem = 0.2                       # ETD / REM mask keep probability.
+  config.p_mem = 0.2                       # The masks' keep probability: ETD's and REM's.
   config.model = ml_collections.ConfigDict()
   config.model.name = 'resnet9'            # resnet9 | vit
   config.model.num_classes = 10
@@ -65,6 +67,29 @@ def cell_config() -> ml_collections.ConfigDict:
   config.train.weight_decay = 5e-4
   config.train.checkpoint_every = 100
   config.eval_batch_size = 256
+  return config
+
+
+def unlearn_config() -> ml_collections.ConfigDict:
+  """The practitioner's run (configs/unlearn.py): a trained model, the ids found, the data."""
+  base = cell_config()
+  config = ml_collections.ConfigDict()
+  config.experiment = 'unlearn'
+  config.seed = base.seed                  # The method's randomness (and the data, as trained).
+  config.checkpoint = config_dict.placeholder(str)  # launch.py workdir or .msgpack variables.
+  config.forget_ids = config_dict.placeholder(str)  # .npy, .json or one id per line.
+  # Data as you have it. `corruption` (a corruption.json) re-creates a benchmark's corrupted
+  # training set from clean data; leave it unset when your data is corrupted on disk.
+  config.dataset = base.dataset
+  config.data = base.data
+  config.corruption = config_dict.placeholder(str)
+  config.method = base.method
+  config.methods = base.methods
+  config.base = base.base                  # plain | etd (an ETD checkpoint brings its masks).
+  config.p_mem = base.p_mem
+  config.model = base.model
+  config.batch_size = base.train.batch_size
+  config.eval_batch_size = base.eval_batch_size
   return config
 
 

@@ -13,7 +13,7 @@ A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has four fields
 
 Every cell is the product of the axes, named by its axis values (`seed=0,base=plain,...`, the
 record's `cell`). The runner trains each original model once: cells that agree on every field
-that shapes the data and the training run (`cell.ORIGINAL_FIELDS`, the seed included) share
+that shapes the data and the training run (`cell.original_fields`, the seed included) share
 `<workdir>/originals/<hash>/` (checkpoints, the ids file `corruption.json` with the forget sets
 of every rate of the grid, and `train.json`). Then it runs each cell's method and appends one
 record to `<workdir>/results.jsonl`.
@@ -21,14 +21,15 @@ record to `<workdir>/results.jsonl`.
 Nothing is lost: original models are checkpointed and resume after a kill; a record is one
 fsynced line; a re-run skips the cells already recorded, so a kill at any moment costs at most
 the cell in flight. A method that diverges (a NaN loss) is recorded with its `error` and no
-metrics, and the sweep goes on; the reports list such cells and leave them out. A workdir holding another sweep config's results is refused (the differing
-fields are named) unless `overwrite`. `only` runs a subset of the cells (`['method=rem,npo',
+metrics, and the sweep goes on; the reports list such cells and leave them out. A workdir
+holding another sweep config's results is refused (the differing fields are named) unless
+`overwrite`, which deletes the records and reports (the original models stay: their folders are
+named by what shapes them). `only` runs a subset of the cells (`['method=rem,npo',
 'discovery_rate=0.5']`).
 """
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import json
 import pathlib
@@ -39,19 +40,18 @@ from absl import logging
 import ml_collections
 import tqdm
 
-from rem_jax import checkpoints
-from rem_jax import files
 from rem_jax import methods
 from rem_jax import sharding
 from rem_jax import training
 from rem_jax.experiments import cell as cell_module
 from rem_jax.experiments import concurrent
+from rem_jax.experiments import fields
 from rem_jax.experiments import store as store_module
+from rem_jax.experiments import workdir as workdir_lib
 from rem_jax.models import describe
 
 SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes')
 ORIGINALS_DIR = 'originals'
-TRAIN_RECORD_FILE = 'train.json'
 REPORTS_DIR = 'reports'
 
 # The paper's three bases (Tables 1, 2, 4): each name sets these cell fields.
@@ -91,7 +91,7 @@ class Cell:
 
   @property
   def original_key(self) -> str:
-    return original_key(self.settings)
+    return cell_module.original_key(self.settings)
 
   @property
   def base_label(self) -> str:
@@ -248,20 +248,6 @@ def _key(point: Mapping) -> str:
   return ','.join(f'{path}={_format(value)}' for path, value in point.items())
 
 
-def original_fields(settings: Mapping) -> dict:
-  """The fields that decide a cell's data and original model, JSON-normalised."""
-  fields = {name: settings[name] for name in cell_module.ORIGINAL_FIELDS}
-  if isinstance(settings, ml_collections.ConfigDict):
-    fields = ml_collections.ConfigDict(fields).to_dict()
-  return json.loads(json.dumps(fields, sort_keys=True))
-
-
-def original_key(settings: Mapping) -> str:
-  """A short hash of `original_fields`: cells with the same key share one trained model."""
-  text = json.dumps(original_fields(settings), sort_keys=True)
-  return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def _matches(value, wanted: str) -> bool:
   if _format(value) == wanted or str(value) == wanted:
     return True
@@ -310,24 +296,11 @@ class _Originals:
         self._splits, self._splits_key = None, None
         self._splits, self._splits_key = cell_module.load_splits(config), splits_key
       directory = self.root / key
-      checkpoints.check_workdir(directory, original_fields(cell.settings))
+      workdir_lib.claim(directory, cell_module.original_fields(cell.settings))
       prepared = cell_module.prepare(config, self.mesh, rates=sorted(self.rates[key]),
                                      workdir=directory, splits=self._splits)
-      self._key, self._prepared = key, (prepared, _train_record(directory, prepared))
+      self._key, self._prepared = key, (prepared, cell_module.train_record(directory, prepared))
     return self._prepared
-
-
-def _train_record(directory: pathlib.Path, prepared: cell_module.Prepared) -> dict:
-  """The original's training record, kept from the run that finished it (a reload says 0 s)."""
-  path = directory / TRAIN_RECORD_FILE
-  if path.exists():
-    return json.loads(path.read_text())
-  record = dict(prepared.train_record)
-  run = record['steps_run']
-  # A run resumed after a kill timed only its last part: project it to the whole run.
-  record['wall_time_full_s'] = record['wall_time_s'] * record['steps'] / run if run else None
-  files.write_json_atomic(path, record)
-  return record
 
 
 def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, mesh, before: dict,
@@ -368,23 +341,40 @@ def _failure_record(cell: Cell, train_record: dict, mesh, error: str) -> dict:
           **cell_module.environment(), 'num_devices': mesh.size}
 
 
+def check_overrides(grid: Sequence[Cell], overrides: Sequence[str]) -> None:
+  """A `cell.` field set on the command line must have an effect in some cell of the grid."""
+  for path in overrides:
+    if not path.startswith('cell.'):
+      continue
+    reasons = [fields.inert_override(path[len('cell.'):], fields.inert_fields(c.settings))
+               for c in grid]
+    if all(reasons):
+      raise ValueError(f'--config.{path} has no effect in any cell of this sweep: {reasons[0]}.')
+
+
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
-        only: Sequence[str] = (), parallel_cells: int = 1) -> dict:
+        only: Sequence[str] = (), parallel_cells: int = 1, overrides: Sequence[str] = ()) -> dict:
   """Runs every (selected) cell not yet recorded; returns a summary and writes the reports.
 
   `parallel_cells` > 1 runs that many cells of one original model at once, each on its share
   of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would alone on
-  a mesh of that size.
+  a mesh of that size. `overrides`: the fields set on the command line, each of which must have
+  an effect in some cell.
   """
   from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
   grid = expand_grid(config)
+  check_overrides(grid, overrides)
   cells = select(grid, only) if only else grid
   meshes = concurrent.cell_meshes(parallel_cells)
-  workdir = pathlib.Path(workdir).expanduser().absolute()
+  # Each value was checked alone; now the combinations (the rate combines with nothing).
+  combinations = {json.dumps({**c.settings, 'discovery_rate': None}, sort_keys=True): c
+                  for c in cells}
+  for cell in combinations.values():
+    cell_module.check_config(cell.config, meshes[0])
+  workdir = workdir_lib.usable(workdir)
   results_path = workdir / store_module.RESULTS_FILE
-  status = checkpoints.check_workdir(workdir, config.to_dict(), overwrite=overwrite)
-  if status == 'overwrite':
-    results_path.unlink(missing_ok=True)
+  status = workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
+                    owned=(store_module.RESULTS_FILE, REPORTS_DIR))  # Originals stay valid.
   store = store_module.ResultStore(results_path)
   finished = store.finished_cells()
   todo = [c for c in cells if c.key not in finished]
@@ -392,8 +382,6 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                'run, %d original models, %d at a time.', workdir, status, len(grid), len(cells),
                len(cells) - len(todo), len(todo), len({c.original_key for c in todo}),
                parallel_cells)
-  for cell in todo:
-    cell_module.check_config(cell.config)  # The combination (each value was checked alone).
   mesh = sharding.make_mesh()
   originals = _Originals(workdir, mesh, grid)
   # Cells that share an original model run back to back: each model is trained once.

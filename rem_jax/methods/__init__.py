@@ -12,6 +12,7 @@ import ml_collections
 
 from rem_jax.methods import ascent
 from rem_jax.methods import bad_teacher
+from rem_jax.methods import common
 from rem_jax.methods import cf
 from rem_jax.methods import etd
 from rem_jax.methods import no_ul
@@ -49,4 +50,17 @@ def default_config(name: str) -> ml_collections.ConfigDict:
   return _MODULES[name].default_config()
 
 
-__all__ = ['METHODS', 'Task', 'TrainedModel', 'Unlearned', 'default_config', 'get_method']
+def check_settings(name: str, config) -> ml_collections.ConfigDict:
+  """Method `name`'s settings resolved and checked as the method itself will, without running
+  it: a `ValueError` names the section (`methods.<name>`) and the setting."""
+  get_method(name)
+  module = _MODULES[name]
+  try:
+    return common.resolve_settings(config, module.default_config(), name,
+                                   getattr(module, 'check_settings', None))
+  except ValueError as error:
+    raise ValueError(f'methods.{name}: {error}') from None
+
+
+__all__ = ['METHODS', 'Task', 'TrainedModel', 'Unlearned', 'check_settings', 'default_config',
+           'get_method']

@@ -1,5 +1,5 @@
 """Machinery every unlearning method shares: settings, the optimizer, the compiled step, the epoch
-loop, accuracy on a view, the stop check, proxy selection and the stopwatch.
+loop, accuracy on a view, the stop check, proxy selection, the stopwatch and the progress bar.
 
 A method's loop is Python between epochs and compiled code inside them: an epoch is a sequence
 of calls to one jitted step (`rem_jax.training.run_epoch`), accuracies are summed on the device
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tqdm
 
 from rem_jax import expansion
 from rem_jax import sharding
@@ -72,9 +73,13 @@ def optimizer_config(*, optimizer: str = 'sgd', learning_rate: float = 0.005,
   return config
 
 
-def resolve_settings(config: Mapping | None, defaults: ml_collections.ConfigDict,
-                     method: str) -> ml_collections.ConfigDict:
-  """`defaults` updated with `config`; unknown fields are an error that lists the allowed ones."""
+def resolve_settings(config: Mapping | None, defaults: ml_collections.ConfigDict, method: str,
+                     check: Callable[[ml_collections.ConfigDict], None] | None = None
+                     ) -> ml_collections.ConfigDict:
+  """`defaults` updated with `config`, checked: unknown fields are an error that lists the
+  allowed ones, the settings every trained method shares are checked here and the method's own
+  by `check`. Methods call it first, and `rem_jax.methods.check_settings` calls it before any
+  model is trained, so a bad setting never costs a training run."""
   config = dict(config or {})
   unknown = sorted(set(config) - set(defaults.keys()))
   if unknown:
@@ -91,16 +96,19 @@ def resolve_settings(config: Mapping | None, defaults: ml_collections.ConfigDict
     check_gamma(settings.gamma)
   if 'beta' in settings:
     check_beta(settings.beta)
+  if 'optimizer' in settings:
+    optimizer_settings(settings)
+  if 'eval_batch_size' in settings and not settings.eval_batch_size >= 1:
+    raise ValueError(f'eval_batch_size={settings.eval_batch_size!r} must be >= 1.')
+  if check is not None:
+    check(settings)
   return settings
 
 
 def optimizer_settings(settings) -> training.OptimizerSettings:
   """The one optimizer factory of the methods: `OptimizerSettings` from a method's settings."""
-  try:
-    return training.OptimizerSettings(settings.optimizer, settings.learning_rate,
-                                      settings.momentum, settings.weight_decay, settings.schedule)
-  except ValueError as error:
-    raise ValueError(f'method settings: {error}') from None
+  return training.OptimizerSettings(settings.optimizer, settings.learning_rate,
+                                    settings.momentum, settings.weight_decay, settings.schedule)
 
 
 # ---- Batch sizes ------------------------------------------------------------------------------
@@ -198,6 +206,28 @@ class Stopwatch:
   def record(self) -> dict:
     total = time.perf_counter() - self.began
     return {'wall_time_s': total, 'wall_time_without_evaluation_s': total - self.evaluation_s}
+
+
+# ---- Progress ----------------------------------------------------------------------------------
+
+
+def progress(total: int, desc: str, unit: str) -> tqdm.tqdm:
+  """A progress bar with ETA on stderr, configured as training's (`rem_jax.trainer`).
+
+  Use it as `with progress(...) as bar:` so that it closes on every exit path, an early stop
+  included. Loops update it once per epoch, iteration or try, where they already read values
+  back, so it adds no host synchronisation. miniters=0 turns off tqdm's learnt minimum of
+  updates between redraws, so that `show` can redraw a postfix between two updates.
+  """
+  return tqdm.tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=2.0,
+                   miniters=0)
+
+
+def show(bar: tqdm.tqdm, postfix: str, advance: int = 0) -> None:
+  """Sets `bar`'s postfix and advances it by `advance`; redraws at most every mininterval
+  (`set_postfix_str` alone would redraw every time: a log file would get a line per call)."""
+  bar.set_postfix_str(postfix, refresh=False)
+  bar.update(advance)
 
 
 # ---- Models and train states --------------------------------------------------------------------
@@ -383,11 +413,13 @@ def train_epochs(method: str, original: base.TrainedModel, task: base.Task, sett
   model, state, loop, data_key = _start(
       original, task, settings, sum(phase.steps for epoch in plan for phase in epoch), teachers,
       extras)
-  for epoch, epoch_phases in enumerate(plan, start=1):
-    for index, phase in enumerate(epoch_phases):
-      state = loop.run(state, phase, jax.random.fold_in(jax.random.fold_in(data_key, epoch),
-                                                        index))
-    check_finite(state, method, f'epoch {epoch}')
+  with progress(settings.epochs, method, 'epoch') as bar:
+    for epoch, epoch_phases in enumerate(plan, start=1):
+      for index, phase in enumerate(epoch_phases):
+        state = loop.run(state, phase, jax.random.fold_in(jax.random.fold_in(data_key, epoch),
+                                                          index))
+      check_finite(state, method, f'epoch {epoch}')  # A read-back: the epoch has finished.
+      bar.update()
   return base.Unlearned(model, training.variables_of(state),
                         {'steps': loop.steps, 'epochs': settings.epochs, **watch.record()})
 
@@ -410,19 +442,21 @@ def until_forgotten(method: str, original: base.TrainedModel, task: base.Task, s
                                         teachers, None)
   accuracy = Accuracy(model, mesh, round_to_devices(settings.eval_batch_size, mesh))
   best, iterations, stop_epoch = BestIteration(), [], None
-  for epoch in range(1, settings.epochs + 1):
-    state = loop.run(state, phase, jax.random.fold_in(jax.random.fold_in(data_key, epoch), 0))
-    check_finite(state, method, f'epoch {epoch}')
-    current = training.variables_of(state)
-    forget_accuracy = watch.evaluating(accuracy, current, views.forget)
-    retain_accuracy = watch.evaluating(accuracy, current, views.retain)
-    score = proxy(retain_accuracy, forget_accuracy, settings.gamma)
-    iterations.append({'iteration': epoch, 'forget_accuracy': forget_accuracy,
-                       'retain_accuracy': retain_accuracy, 'proxy': score})
-    best.offer(epoch, score, current)
-    if forgotten(forget_accuracy, settings.gamma):
-      stop_epoch = epoch
-      break
+  with progress(settings.epochs, method, 'epoch') as bar:  # Stops early: the bar says where.
+    for epoch in range(1, settings.epochs + 1):
+      state = loop.run(state, phase, jax.random.fold_in(jax.random.fold_in(data_key, epoch), 0))
+      check_finite(state, method, f'epoch {epoch}')
+      current = training.variables_of(state)
+      forget_accuracy = watch.evaluating(accuracy, current, views.forget)
+      retain_accuracy = watch.evaluating(accuracy, current, views.retain)
+      score = proxy(retain_accuracy, forget_accuracy, settings.gamma)
+      iterations.append({'iteration': epoch, 'forget_accuracy': forget_accuracy,
+                         'retain_accuracy': retain_accuracy, 'proxy': score})
+      best.offer(epoch, score, current)
+      show(bar, f'Acc(D_f)={forget_accuracy:.3f}, proxy={score:.3f}', advance=1)
+      if forgotten(forget_accuracy, settings.gamma):
+        stop_epoch = epoch
+        break
   record = {'steps': loop.steps, 'epochs': len(iterations), 'stop_epoch': stop_epoch,
             'best_iteration': best.iteration, 'iterations': iterations, **watch.record()}
   return base.Unlearned(model, best.variables, record)

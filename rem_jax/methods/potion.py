@@ -148,8 +148,7 @@ def dampen(params, retain_importance, forget_importance, level):
 
 
 def potion(original: base.TrainedModel, task: base.Task, config) -> base.Unlearned:
-  settings = common.resolve_settings(config, default_config(), 'potion')
-  check_settings(settings)
+  settings = common.resolve_settings(config, default_config(), 'potion', check_settings)
   watch = common.Stopwatch()
   views, mesh = task.views, task.mesh
   model, variables = common.drop_mode_start(original, views.train.images.shape[1:])
@@ -161,17 +160,19 @@ def potion(original: base.TrainedModel, task: base.Task, config) -> base.Unlearn
   original_accuracy = watch.evaluating(accuracy, variables, views.forget)
   fraction = views.forget.num_examples / views.train.num_examples
   tries, candidate = [], None
-  for attempt in range(1, settings.max_tries + 1):
-    level = selection_level(fraction)
-    params, alpha, selected = dampen(variables['params'], retain_importance, forget_importance,
-                                     jnp.float32(level))
-    candidate = {**variables, 'params': params}
-    forget_accuracy = watch.evaluating(accuracy, candidate, views.forget)
-    tries.append({'try': attempt, 'fraction': fraction, 'level': level, 'alpha': float(alpha),
-                  'selected': int(selected), 'forget_accuracy': forget_accuracy})
-    if common.forgotten(forget_accuracy, settings.gamma):
-      break
-    fraction *= settings.growth
+  with common.progress(settings.max_tries, 'potion', 'try') as bar:  # Stops at the first success.
+    for attempt in range(1, settings.max_tries + 1):
+      level = selection_level(fraction)
+      params, alpha, selected = dampen(variables['params'], retain_importance, forget_importance,
+                                       jnp.float32(level))
+      candidate = {**variables, 'params': params}
+      forget_accuracy = watch.evaluating(accuracy, candidate, views.forget)
+      tries.append({'try': attempt, 'fraction': fraction, 'level': level, 'alpha': float(alpha),
+                    'selected': int(selected), 'forget_accuracy': forget_accuracy})
+      common.show(bar, f'Acc(D_f)={forget_accuracy:.3f}', advance=1)
+      if common.forgotten(forget_accuracy, settings.gamma):
+        break
+      fraction *= settings.growth
   converged = common.forgotten(tries[-1]['forget_accuracy'], settings.gamma)
   return base.Unlearned(model, candidate, {
       'steps': 0, 'epochs': 0, 'tries': tries, 'converged': converged,

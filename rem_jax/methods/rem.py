@@ -58,6 +58,7 @@ VARIANTS = ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove')
 REMOVE_REFERENCES = ('drop', 'mask')
 REMOVE_REDUCTIONS = ('batch', 'forget')
 FORGET_MASKS = ('shared', 'own')
+DEFAULT_P_MEM = 0.2
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -76,7 +77,9 @@ def default_config() -> ml_collections.ConfigDict:
   # to the full width), or 0.5 on a capacity-1.0 base. 0: no expansion (an ablation, and the
   # paper's Table 4 row): the redirect term then runs in drop mode, with nowhere to redirect to.
   config.expansion = config_dict.placeholder(float)
-  config.p_mem = 0.2
+  # The masks' keep probability. Unset: 0.2 on a plain base; an ETD base's own masks (setting
+  # another value there is an error: REM reuses the masks the base was trained with).
+  config.p_mem = config_dict.placeholder(float)
   # 'shared': D_f examples share one forget mask (REM). 'own': they keep their own masks (an
   # ablation: without the shared mask, nothing gathers the corrupted behaviour in one place).
   config.forget_masks = 'shared'
@@ -86,8 +89,7 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def _settings(config) -> ml_collections.ConfigDict:
-  settings = common.resolve_settings(config, default_config(), 'REM')
+def check_settings(settings) -> None:
   for name, allowed in (('remove_reference', REMOVE_REFERENCES),
                         ('remove_reduction', REMOVE_REDUCTIONS),
                         ('forget_masks', FORGET_MASKS)):
@@ -97,7 +99,9 @@ def _settings(config) -> ml_collections.ConfigDict:
     raise ValueError(f'expansion={settings.expansion} must be >= 0 (or unset for the default).')
   if settings.max_flush_epochs < 0:
     raise ValueError(f'max_flush_epochs={settings.max_flush_epochs} must be >= 0.')
-  return settings
+  if settings.p_mem is not None and not 0 < settings.p_mem <= 1:
+    raise ValueError(f'p_mem={settings.p_mem!r} must lie in (0, 1]: the masks\' keep '
+                     'probability.')
 
 
 # ---- Pieces (pure functions; tests call them directly) -----------------------------------------
@@ -326,10 +330,17 @@ def shared_mask_accuracy_step(model, p_mem, mask_seed, variables, images, batch)
 def _expanded_start(original: base.TrainedModel, settings, task: base.Task, variant: str):
   """(model, variables, mask config): expanded θo1 ∪ θo2, or the ETD base as it is."""
   if original.mask_config is not None:
+    if settings.expansion is not None:
+      raise ValueError(f'expansion={settings.expansion!r}: an ETD base brings its own extra '
+                       'units; leave expansion unset.')
+    if settings.p_mem not in (None, original.mask_config.p_mem):
+      raise ValueError(f'p_mem={settings.p_mem!r}: this ETD base was trained with p_mem='
+                       f'{original.mask_config.p_mem}, and REM reuses its masks.')
     return original.model, original.variables, original.mask_config
   if variant == 'rem_etd':
     raise ValueError("method 'rem_etd' runs REM on an ETD-trained base; set base='etd'.")
-  mask_config = masks.MaskConfig(mask_seed=task.seed, p_mem=settings.p_mem)
+  mask_config = masks.MaskConfig(mask_seed=task.seed, p_mem=(
+      DEFAULT_P_MEM if settings.p_mem is None else settings.p_mem))
   if settings.expansion == 0:
     return original.model, original.variables, mask_config
   amount = (default_expansion(original.model.capacity) if settings.expansion is None else
@@ -349,7 +360,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   """Runs REM (or one of `VARIANTS`) and returns the model with θo2 dropped."""
   if variant not in VARIANTS:
     raise ValueError(f'variant={variant!r} is unknown; allowed: {list(VARIANTS)}.')
-  settings = _settings(config)
+  settings = common.resolve_settings(config, default_config(), variant, check_settings)
   views, mesh = task.views, task.mesh
   num_examples = views.train.num_examples
   forget_ids = corruptions.check_forget_ids(task.forget_ids, num_examples)
@@ -401,38 +412,47 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   iterations = []
   flush_steps = repair_steps = 0
   data_key = jax.random.fold_in(root, 2)
-  for iteration in range(1, settings.epochs + 1):
-    epoch_key = jax.random.fold_in(data_key, iteration)
-    # 3a. Remove: flush until the forget set is forgotten (uncounted steps).
-    flush_trace = [watch.evaluating(accuracy, training.variables_of(state), views.forget)]
-    while (not common.forgotten(flush_trace[-1], settings.gamma)
-           and len(flush_trace) <= settings.max_flush_epochs):
-      state, _ = training.run_epoch(flush, state, images, views.forget, flush_batch,
-                                    jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
-      flush_steps += math.ceil(views.forget.num_examples / flush_batch)
-      flush_trace.append(watch.evaluating(accuracy, training.variables_of(state), views.forget))
-    # 3b. Repair + redirect: one epoch of D_tr.
-    state, _ = training.run_epoch(repair, state, images, views.train, task.batch_size,
-                                  epoch_key, mesh)
-    repair_steps += steps_per_epoch
-    common.check_finite(state, 'REM', f'iteration {iteration}')
-    # 3c. Select on the training-data proxy.
-    current = training.variables_of(state)
-    retain_accuracy = watch.evaluating(accuracy, current, views.retain)
-    forget_accuracy = watch.evaluating(accuracy, current, views.forget)
-    score = common.proxy(retain_accuracy, forget_accuracy, settings.gamma)
-    correct, count = watch.evaluating(training.view_accuracy, shared_accuracy, current, images,
-                                      corrupted_view, eval_batch, mesh)
-    iterations.append({
-        'iteration': iteration, 'flush_epochs': len(flush_trace) - 1,
-        'flush_forget_accuracy': flush_trace, 'proxy': score,
-        'retain_accuracy': retain_accuracy, 'forget_accuracy': forget_accuracy,
-        # Dynamics (Fig. 5): D_c (else D_f) vs its corrupted labels, extra units off / shared
-        # mask on.
-        'corrupted_accuracy_drop': watch.evaluating(accuracy, current, corrupted_view),
-        'corrupted_accuracy_shared_mask': float(correct) / float(count),
-    })
-    best.offer(iteration, score, current)
+  # One bar over the iterations: their count is fixed, so its ETA is real. A flush stops early
+  # (at most max_flush_epochs, usually a few), so it gets no ETA of its own: the postfix shows its
+  # epochs so far and Acc(D_f) on the way down to gamma, then each iteration's outcome.
+  with common.progress(settings.epochs, variant, 'iteration') as bar:
+    for iteration in range(1, settings.epochs + 1):
+      epoch_key = jax.random.fold_in(data_key, iteration)
+      # 3a. Remove: flush until the forget set is forgotten (uncounted steps).
+      flush_trace = [watch.evaluating(accuracy, training.variables_of(state), views.forget)]
+      while (not common.forgotten(flush_trace[-1], settings.gamma)
+             and len(flush_trace) <= settings.max_flush_epochs):
+        state, _ = training.run_epoch(flush, state, images, views.forget, flush_batch,
+                                      jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
+        flush_steps += math.ceil(views.forget.num_examples / flush_batch)
+        flush_trace.append(watch.evaluating(accuracy, training.variables_of(state),
+                                            views.forget))
+        common.show(bar, f'flush={len(flush_trace) - 1}/{settings.max_flush_epochs}, '
+                    f'Acc(D_f)={flush_trace[-1]:.3f}')
+      # 3b. Repair + redirect: one epoch of D_tr.
+      state, _ = training.run_epoch(repair, state, images, views.train, task.batch_size,
+                                    epoch_key, mesh)
+      repair_steps += steps_per_epoch
+      common.check_finite(state, 'REM', f'iteration {iteration}')
+      # 3c. Select on the training-data proxy.
+      current = training.variables_of(state)
+      retain_accuracy = watch.evaluating(accuracy, current, views.retain)
+      forget_accuracy = watch.evaluating(accuracy, current, views.forget)
+      score = common.proxy(retain_accuracy, forget_accuracy, settings.gamma)
+      correct, count = watch.evaluating(training.view_accuracy, shared_accuracy, current, images,
+                                        corrupted_view, eval_batch, mesh)
+      iterations.append({
+          'iteration': iteration, 'flush_epochs': len(flush_trace) - 1,
+          'flush_forget_accuracy': flush_trace, 'proxy': score,
+          'retain_accuracy': retain_accuracy, 'forget_accuracy': forget_accuracy,
+          # Dynamics (Fig. 5): D_c (else D_f) vs its corrupted labels, extra units off / shared
+          # mask on.
+          'corrupted_accuracy_drop': watch.evaluating(accuracy, current, corrupted_view),
+          'corrupted_accuracy_shared_mask': float(correct) / float(count),
+      })
+      best.offer(iteration, score, current)
+      common.show(bar, f'flush={len(flush_trace) - 1}, Acc(D_f)={forget_accuracy:.3f}, '
+                  f'proxy={score:.3f}', advance=1)
 
   # 4. Drop θo2 from the selected iteration's variables.
   final = (expansion.drop(best.variables, model, image_shape=image_shape) if model.mask_size

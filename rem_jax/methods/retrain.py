@@ -29,16 +29,20 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
+def check_settings(settings) -> None:
+  if settings.retrain_lr not in RETRAIN_LRS:
+    raise ValueError(f'retrain_lr={settings.retrain_lr!r} is not supported; allowed: '
+                     f'{list(RETRAIN_LRS)}.')
+  common.check_positive('unlearn_learning_rate', settings.unlearn_learning_rate)
+
+
 def fresh_variables(model, seed: int, image_shape) -> dict:
   """Retrain's initialisation: a stream of the seed that the original model's init never uses."""
   return init_variables(model, jax.random.fold_in(jax.random.key(seed), 3), image_shape)
 
 
 def retrain(original: base.TrainedModel, task: base.Task, config) -> base.Unlearned:
-  settings = common.resolve_settings(config, default_config(), 'retrain')
-  if settings.retrain_lr not in RETRAIN_LRS:
-    raise ValueError(f'retrain_lr={settings.retrain_lr!r} is not supported; allowed: '
-                     f'{list(RETRAIN_LRS)}.')
+  settings = common.resolve_settings(config, default_config(), 'retrain', check_settings)
   if task.recipe is None:
     raise ValueError("method 'retrain' repeats the original training recipe on D_r, and this "
                      'task has none: pass Task(recipe=...) (the practitioner path knows it only '

@@ -71,8 +71,7 @@ def check_settings(settings) -> None:
 
 
 def scrub(original: base.TrainedModel, task: base.Task, config) -> base.Unlearned:
-  settings = common.resolve_settings(config, default_config(), 'scrub')
-  check_settings(settings)
+  settings = common.resolve_settings(config, default_config(), 'scrub', check_settings)
   views = task.views
   maximise = common.Phase(MaxObjective(settings.temperature), views.forget,
                           common.forget_batch_size(task))
