@@ -17,7 +17,6 @@ from configs import mini_cifar10, quickstart, unlearn
 from rem_jax import distributed, files, sharding
 from rem_jax.experiments import store
 from tests import multi_process_worker
-from tests.conftest import SINGLE_THREADED_OPS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OOM = ('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6442450944 bytes.\n'
@@ -37,8 +36,8 @@ def _free_port() -> int:
 def test_two_processes_train_on_one_global_mesh_like_one_process(tmp_path):
   # Two processes with 2 fake CPU devices each join over a localhost coordinator: one 4-device
   # mesh whose training run and predictions match a single process on 4 devices.
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': f'--xla_force_host_platform_device_count=2 {SINGLE_THREADED_OPS}'}
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'JAX_PLATFORMS': 'cpu'}
   port = _free_port()
   workers = [subprocess.Popen(
       [sys.executable, '-m', 'tests.multi_process_worker', str(i), str(port), str(tmp_path)],
