@@ -8,8 +8,8 @@ that shape it, `corruption.json` with the ids, `metrics.jsonl` and checkpoints, 
 unlearning run's `runs/<method>_rate<r>_<hash>/results.json`; a killed run restarted with the
 same command resumes from its last checkpoint, and another method reuses the model), a sweep
 over the task space (configs/mini_cifar10.py, configs/paper_*.py: `results.jsonl` and
-`reports/`; a re-run skips the recorded cells, `--only` selects cells) or a practitioner's
-unlearning run (configs/unlearn.py).
+`reports/`; a re-run skips the recorded cells, `--config.only` selects cells) or a
+practitioner's unlearning run (configs/unlearn.py).
 
 Data-parallel over every local GPU by default; with `--distributed`, one process per host (or
 per GPU), each started with the same command, forms one global mesh (`rem_jax.distributed`);
@@ -35,13 +35,6 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the run\'s output
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Start afresh in a workdir that holds a run of other settings (its '
     'trained model and results are deleted; a sweep keeps its original models).')
-_ONLY = flags.DEFINE_multi_string(
-    'only', [], 'Sweeps: run only the cells whose AXIS is one of the values, as AXIS=V1,V2 '
-    '(repeat for several axes), e.g. --only=method=rem,npo --only=discovery_rate=0.5.')
-_PARALLEL_CELLS = flags.DEFINE_integer(
-    'parallel_cells', 1, 'Sweeps: run this many cells at once, each on an equal share of the '
-    'devices, or several on one device when there are fewer devices than cells (small models '
-    'leave a GPU idle between steps).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Multi-process run: call jax.distributed.initialize first (one '
     'process per host or GPU, all with the same command; under Slurm, Open MPI or on a TPU pod '
@@ -76,7 +69,7 @@ def _unknown_field_message(argv, error: BaseException) -> str:
       section = '.'.join(path.split('.')[1:-1])
       where = f'section {section}' if section else 'the config'
       return (f'{path}: {where} has no field {missing!r} (a --config.FIELD override must name '
-              "a field that the config file's get_config() defines; see the README's table).")
+              "a field that the config file's get_config() defines; see the table in docs/cli.md).")
   return (f'cannot build the config: {missing!r} is not a field (a --config.FIELD override must '
           "name a field that the config file's get_config() defines).")
 
@@ -120,7 +113,6 @@ def main(argv):
   overrides = list(config_flags.get_override_values(flags.FLAGS['config']))
   try:
     result = experiments.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                             only=_ONLY.value, parallel_cells=_PARALLEL_CELLS.value,
                              overrides=overrides)
   except (ValueError, RuntimeError) as error:
     # Bad configuration, data, a diverged run or a device out of memory: one line that says

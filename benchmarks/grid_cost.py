@@ -9,7 +9,7 @@
 Takes the first task, seed and base of a sweep config, trains its original model once, then runs
 every method of the grid at each of --rates in turn and reports per method: the wall time of each
 run (device-synchronised) and relative to the training run, next to the paper's A.8 and to the
-method's FLOP floor (`rem_jax.experiments.floors`: the passes its algorithm cannot avoid, as a
+method's FLOP floor (`rem_jax.experiments.flop_floors`: the passes its algorithm cannot avoid, as a
 share of the training run's work; `x floor` is the measured time over the floor's); the number
 of XLA compilations (`rem_jax.compilation.CompileCounter`) of the first rate and of all later
 ones together, which must be 0 (a compile per rate would multiply over a 3,000-cell grid); and
@@ -29,7 +29,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from rem_jax import compilation, files, sharding
-from rem_jax.experiments import cell, floors, reports, store, sweep
+from rem_jax.experiments import cell, flop_floors, reports, store, sweep
 from rem_jax.methods import rem
 from rem_jax.models import init_variables
 
@@ -82,9 +82,9 @@ def from_records(path: pathlib.Path) -> None:
     num_train = record.get('num_train') or config.data.num_train
     if not num_train:
       raise app.UsageError(f'--records: {record["cell"]} records no training-set size.')
-    sizes = floors.Sizes(num_train, record['num_forget'], config.train.batch_size,
+    sizes = flop_floors.Sizes(num_train, record['num_forget'], config.train.batch_size,
                          config.train.steps, rem_cost)
-    floor = floors.floor_percent(record['method'], record['unlearn'], sizes)
+    floor = flop_floors.floor_percent(record['method'], record['unlearn'], sizes)
     train_s = record['train']['wall_time_full_s'] or record['train']['wall_time_s']
     measured = 100 * record['unlearn']['wall_time_s'] / train_s
     rows.append({'cell': record['cell'], 'variant': record['variant'],
@@ -123,7 +123,7 @@ def main(argv):
 
   def sizes(rate):
     views = prepared.views(rate)
-    return floors.Sizes(views.train.num_examples, views.forget.num_examples,
+    return flop_floors.Sizes(views.train.num_examples, views.forget.num_examples,
                         prepared.recipe.batch_size, prepared.recipe.steps, rem_cost)
 
   rows = {}
@@ -140,7 +140,7 @@ def main(argv):
         _, _, unlearned = cell.unlearn_and_evaluate(cell_config, prepared, mesh)
         times.append(time.perf_counter() - began)
       compiles.append(counter.count)
-      floor_percents.append(floors.floor_percent(cells[variant].method, unlearned.record,
+      floor_percents.append(flop_floors.floor_percent(cells[variant].method, unlearned.record,
                                                  sizes(rate)))
       del unlearned
     method = cells[variant].method

@@ -4,11 +4,11 @@
     python benchmarks/many_runs.py --width_multiplier=1 --batch_size=512 --runs=1,2,4,8 \
         --steps=50 --dtype=bfloat16 --output=benchmarks/results/many_runs_gpu.json   # GPU
 
-The choice behind `--parallel_cells` (rem_jax.experiments.concurrent). Each run is the real
-training step (`rem_jax.training.train_step`: gather, augmentation, forward, backward, SGD) of a
+The choice behind a sweep's `parallel_cells` (rem_jax.experiments.concurrent). Each run is the real
+training step (`rem_jax.trainer.train_step`: gather, augmentation, forward, backward, SGD) of a
 capacity-0.5 ResNet-9 on one device, with its own state and batches. Three ways to run K of them:
 `sequential` (what one cell at a time does), `threads` (K Python threads, each dispatching its
-own run's steps: what --parallel_cells does) and `vmap` (one program over a runs axis: the
+own run's steps: what `parallel_cells` does) and `vmap` (one program over a runs axis: the
 convolutions become grouped convolutions; the cells of a sweep cannot use it without running
 in lockstep). Prints images/s over all runs and the speed-up over sequential; writes JSON with
 the device string and the command.
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rem_jax import files, training
+from rem_jax import files, optim, trainer
 from rem_jax.data import pipeline
 from rem_jax.models import ResNet9, init_variables
 
@@ -40,7 +40,7 @@ NUM_IMAGES = 4096
 
 def _runs(model, optimizer, count: int, batch_size: int):
   """`count` fresh train states and, per run, its own stream of batches (host positions)."""
-  states = [training.create_train_state(init_variables(model, jax.random.key(run)), optimizer,
+  states = [trainer.create_train_state(init_variables(model, jax.random.key(run)), optimizer,
                                         jax.random.key(100 + run)) for run in range(count)]
   rng = np.random.default_rng(0)
   positions = [rng.integers(0, NUM_IMAGES, (_STEPS.value + 1, batch_size)).astype(np.int32)
@@ -58,7 +58,7 @@ def measure(mode: str, count: int, step_config, images, view) -> float:
   """Seconds for `count` runs of `_STEPS` steps each, after a compiling step."""
   states, positions = _runs(step_config.model, step_config.optimizer, count, _BATCH.value)
   if mode == 'vmap':
-    step = jax.jit(jax.vmap(lambda s, b: training.train_step(step_config, s, images, b)),
+    step = jax.jit(jax.vmap(lambda s, b: trainer.train_step(step_config, s, images, b)),
                    donate_argnums=0)
     state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
     batches = [jax.tree.map(lambda *leaves: jnp.stack(leaves),
@@ -71,7 +71,7 @@ def measure(mode: str, count: int, step_config, images, view) -> float:
       state, _ = step(state, batch)
     jax.block_until_ready(state)
     return time.perf_counter() - began
-  step = jax.jit(lambda s, b: training.train_step(step_config, s, images, b), donate_argnums=0)
+  step = jax.jit(lambda s, b: trainer.train_step(step_config, s, images, b), donate_argnums=0)
   batches = [[_batch(view, p[i]) for i in range(_STEPS.value + 1)] for p in positions]
   for run in range(count):  # Compile and warm every run's buffers before timing.
     states[run], _ = step(states[run], batches[run][0])
@@ -100,7 +100,7 @@ def main(argv):
   del argv
   dtype = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}[_DTYPE.value]
   model = ResNet9(capacity=0.5, width_multiplier=_WIDTH.value, dtype=dtype)
-  step_config = training.TrainStepConfig(model, training.make_optimizer('sgd', 0.01))
+  step_config = trainer.TrainStepConfig(model, optim.OptimizerSettings('sgd', 0.01))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (NUM_IMAGES, 32, 32, 3), np.uint8))
   view = pipeline.View(images, np.arange(NUM_IMAGES, dtype=np.int32),

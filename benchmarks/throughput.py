@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --models=resnet9_full,resnet9_half,vit \
         --dtypes=float32,bfloat16                         # GPU: the paper's batch sizes
 
-Times `rem_jax.training.jit_train_step` (gather, augmentation, forward, backward, SGD/Adam
+Times `rem_jax.trainer.jit_train_step` (gather, augmentation, forward, backward, SGD/Adam
 update) on a device-resident random uint8 dataset, after one compiling call, synchronised with
 `block_until_ready`. FLOPs per step come from XLA's cost analysis of the compiled step; the
 fraction of the device's peak uses the nominal training cost per 32x32 image (ResNet-9 at full
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rem_jax import files, sharding, training
+from rem_jax import files, optim, sharding, trainer
 from rem_jax.data import pipeline
 from rem_jax.models import ResNet9, ViT, init_variables
 
@@ -68,16 +68,16 @@ def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh) -> di
   batch_size = batch_size or paper_batch
   model = build(DTYPES[dtype_name])
   variables = init_variables(model, jax.random.key(0))
-  optimizer = training.make_optimizer(optimizer_name, 0.01)
-  state = sharding.replicate(training.create_train_state(variables, optimizer,
-                                                         jax.random.key(1)), mesh)
+  optimizer = optim.OptimizerSettings(optimizer_name, 0.01)
+  state = sharding.replicate(trainer.create_train_state(variables, optimizer,
+                                                        jax.random.key(1)), mesh)
   rng = np.random.default_rng(0)
   images = sharding.replicate(rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8), mesh)
   view = pipeline.View(images, np.arange(batch_size, dtype=np.int32),
                        rng.integers(0, 10, batch_size).astype(np.int32),
                        np.zeros(batch_size, bool))
   batch = view.batch(np.arange(batch_size), mesh)
-  step = training.jit_train_step(training.TrainStepConfig(model, optimizer), mesh)
+  step = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh)
 
   began = time.perf_counter()
   compiled = step.lower(state, images, batch).compile()

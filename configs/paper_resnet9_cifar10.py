@@ -3,7 +3,7 @@
     python launch.py --config=configs/paper_resnet9_cifar10.py --workdir=workdirs/paper_cifar10
     python launch.py --config=configs/paper_resnet9_cifar10.py:runlocal --workdir=/tmp/smoke
     python launch.py --config=configs/paper_resnet9_cifar10.py --workdir=workdirs/paper_cifar10 \
-        --only=seed=0 --only=task=poison_trigger          # one seed of one task
+        --config.only='seed=0;task=poison_trigger'        # one seed of one task
 
 Cells: 3 seeds x 3 tasks x 10 discovery rates x (bases x methods): the plain and ETD
 capacity-0.5 bases with every method of Table 1 and the ablations of Table 2, and the

@@ -1,17 +1,77 @@
-"""Every metric of SPEC §9 for one model on one corrupted task, in drop mode.
+"""Evaluation in drop mode (mask 0, eval mode, no augmentation): the compiled prediction and
+accuracy steps, their loops over a view, and every metric of SPEC §9 for one model on one
+corrupted task (`Evaluator`; the metric definitions live in `rem_jax.metrics`).
 
-Predictions come from `training.predict` (mask 0, eval mode, no augmentation); the metric
-definitions live in `rem_jax.metrics`.
+Nothing is read back inside a loop: accuracies are summed on the device, and the caller decides
+when to look (e.g. once per epoch for a stop rule).
 """
 
+from collections.abc import Callable
 import dataclasses
+import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from rem_jax import masks
 from rem_jax import metrics
-from rem_jax import training
+from rem_jax import sharding
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
+
+
+def predict_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode (mask 0), eval-mode predictions of a batch, without augmentation."""
+  inputs = pipeline.eval_inputs(images, batch, model.dtype)
+  mask = masks.drop_mask(inputs.shape[0], model.mask_size)
+  return jnp.argmax(model.apply(variables, inputs, mask, train=False), -1).astype(jnp.int32)
+
+
+def accuracy_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode (Σ weight·correct, Σ weight) of a batch against its labels, on the device."""
+  correct = (predict_step(model, variables, images, batch) == batch.labels).astype(jnp.float32)
+  return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
+
+
+@functools.lru_cache(maxsize=64)  # One compiled step per (model, mesh), however many callers.
+def jit_accuracy_step(model, mesh) -> Callable:
+  """`accuracy_step` compiled for `mesh`; the (sum, count) pair comes back replicated."""
+  return jax.jit(lambda variables, images, batch: accuracy_step(model, variables, images, batch),
+                 out_shardings=sharding.replicated(mesh))
+
+
+@functools.lru_cache(maxsize=64)
+def jit_predict_step(model, mesh) -> Callable:
+  """`predict_step` compiled for `mesh`; predictions stay sharded along the batch."""
+  return jax.jit(lambda variables, images, batch: predict_step(model, variables, images, batch),
+                 out_shardings=sharding.batch_sharding(mesh))
+
+
+def view_accuracy(accuracy_fn: Callable, variables: dict, images, view: pipeline.View,
+                  batch_size: int, mesh):
+  """Drop-mode (correct, count) over every example of `view`, summed on the device.
+
+  Nothing is read back: the caller decides when to look (e.g. once per epoch for a stop rule).
+  """
+  pairs = [accuracy_fn(variables, images, batch)
+           for batch in view.evaluation_batches(batch_size, mesh)]
+  return jax.tree.map(lambda *xs: jnp.sum(jnp.stack(xs)), *pairs)
+
+
+def predict(predict_fn: Callable, variables: dict, images, view: pipeline.View,
+            batch_size: int, mesh):
+  """Drop-mode predictions for every example of `view`, in view order (host int32 array)."""
+  outputs = [(predict_fn(variables, images, batch), batch.weights)
+             for batch in view.evaluation_batches(batch_size, mesh)]
+  predictions = jnp.concatenate([p for p, _ in outputs])
+  real = jnp.concatenate([w for _, w in outputs]) > 0
+  # Padding sits only at the end of the last batch, so the real examples come first, in order.
+  # `to_host` gathers the batch-sharded predictions from every process in a multi-process run.
+  predictions, real = sharding.to_host((predictions, real))
+  return predictions[real]
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +93,10 @@ class Evaluator:
   batch_size: int
 
   def __post_init__(self):
-    object.__setattr__(self, '_predict', training.jit_predict_step(self.model, self.mesh))
+    object.__setattr__(self, '_predict', jit_predict_step(self.model, self.mesh))
 
   def predictions(self, variables: dict, view: pipeline.View) -> np.ndarray:
-    return training.predict(self._predict, variables, view.images, view, self.batch_size,
+    return predict(self._predict, variables, view.images, view, self.batch_size,
                             self.mesh)
 
   def __call__(self, variables: dict) -> dict[str, float]:

@@ -23,43 +23,68 @@ import jax
 from rem_jax.models import common
 
 
-def _leaf_shapes(tree) -> dict[str, tuple[int, ...]]:
-  return {jax.tree_util.keystr(path): tuple(leaf.shape)
+def _plain_path(path) -> tuple[str, ...]:
+  """A key path as plain names, equal whether a node is a dict, a namedtuple or a sequence:
+  orbax gives a stored namedtuple (an optimizer state's `TraceState(trace=...)`) back as a dict
+  and a tuple as a list, and their leaves must still match."""
+  names = []
+  for entry in path:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(entry, attr):
+        names.append(str(getattr(entry, attr)))
+        break
+    else:
+      names.append(str(entry))
+  return tuple(names)
+
+
+def _leaf_shapes(tree) -> dict[tuple[str, ...], tuple[str, tuple[int, ...]]]:
+  """Plain path -> (the leaf's `keystr`, its shape), in tree order."""
+  return {_plain_path(path): (jax.tree_util.keystr(path), tuple(getattr(leaf, 'shape', ())))
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _check_same_leaves(tree_shapes: dict, target_shapes: dict, what: str) -> None:
-  missing = sorted(set(target_shapes) - set(tree_shapes))
-  unexpected = sorted(set(tree_shapes) - set(target_shapes))
+def _listed(names: list[str]) -> str:
+  return ', '.join(names[:5]) + (f' (and {len(names) - 5} more)' if len(names) > 5 else '')
+
+
+def _check_same_leaves(tree_shapes: dict, target_shapes: dict, what: str,
+                       expected_in: str) -> None:
+  missing = [name for path, (name, _) in target_shapes.items() if path not in tree_shapes]
+  unexpected = [name for path, (name, _) in tree_shapes.items() if path not in target_shapes]
   if missing or unexpected:
-    raise ValueError(f'{what}: the trees have different leaves; missing {missing[:5]}, '
-                     f'unexpected {unexpected[:5]}.')
+    parts = ([f'it lacks leaves {expected_in} has: {_listed(missing)}'] if missing else []) + (
+        [f'it has leaves {expected_in} lacks: {_listed(unexpected)}'] if unexpected else [])
+    raise ValueError(f'{what}: {"; ".join(parts)}.')
 
 
-def check_shapes(tree, target, what: str) -> None:
-  """Raises ValueError naming the first leaf whose shape differs between tree and target.
+def check_shapes(tree, target, what: str, expected_in: str = 'the model') -> None:
+  """The project's one tree comparer: raises one ValueError unless `tree` has `target`'s leaves
+  with `target`'s shapes, naming the leaves or the first leaf that differ.
 
   Args:
-    tree: e.g. loaded variables.
+    tree: e.g. loaded variables, or the tree a checkpoint recorded (leaves with a `.shape`).
     target: the expected tree (arrays or `jax.ShapeDtypeStruct`s, e.g. `variable_shapes`).
     what: the start of the error message (what was being checked).
+    expected_in: how the message names `target`.
   """
   tree_shapes, target_shapes = _leaf_shapes(tree), _leaf_shapes(target)
-  _check_same_leaves(tree_shapes, target_shapes, what)
-  for path, shape in tree_shapes.items():
-    if shape != target_shapes[path]:
-      raise ValueError(f'{what}: leaf {path} has shape {shape}, but the model expects '
-                       f'{target_shapes[path]}.')
+  _check_same_leaves(tree_shapes, target_shapes, what, expected_in)
+  for path, (name, expected) in target_shapes.items():
+    shape = tree_shapes[path][1]
+    if shape != expected:
+      raise ValueError(f'{what}: leaf {name} has shape {shape}, but {expected} in '
+                       f'{expected_in}.')
 
 
 def _check_fits(small_tree, large_tree, what: str) -> None:
   """Raises ValueError unless every leaf of `small_tree` fits inside the same leaf of the other."""
   small_shapes, large_shapes = _leaf_shapes(small_tree), _leaf_shapes(large_tree)
-  _check_same_leaves(small_shapes, large_shapes, what)
-  for path, small in small_shapes.items():
-    large = large_shapes[path]
+  _check_same_leaves(small_shapes, large_shapes, what, 'the larger tree')
+  for path, (name, small) in small_shapes.items():
+    large = large_shapes[path][1]
     if len(small) != len(large) or any(s > l for s, l in zip(small, large)):
-      raise ValueError(f'{what}: leaf {path} of shape {small} does not fit into the larger '
+      raise ValueError(f'{what}: leaf {name} of shape {small} does not fit into the larger '
                        f'tree\'s {large}.')
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import tempfile
+import warnings
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -51,34 +52,62 @@ def write_json_atomic(path, value) -> None:
   write_atomic(path, lambda f: f.write(text.encode()))
 
 
-class JsonLines:
-  """An append-only JSON-lines file: one record per line, flushed to disk on every append.
+class CorruptRecordWarning(UserWarning):
+  """A JSON-lines file holds a line that is not a JSON record (a write cut short by a crash)."""
 
-  A crash can at worst leave a truncated last line, which readers detect and skip; earlier
-  lines are never rewritten.
+
+class JsonLines:
+  """An append-only JSON-lines file: one record per line, written with one `write` and fsynced.
+
+  A kill at any moment leaves every earlier record intact and at worst a truncated last line.
+  Reading skips such a line with a warning; the next append first cuts it off (it would
+  otherwise glue the new record onto it), so a crash never costs more than the record that was
+  being written. Earlier lines are never rewritten.
   """
 
   def __init__(self, path):
     self.path = pathlib.Path(path)
-    self.path.parent.mkdir(parents=True, exist_ok=True)
 
   def append(self, record: dict) -> None:
-    """Appends `record` as one line (process 0 only: see the module docstring)."""
+    """Appends `record` as one line, after removing a truncated last line if there is one
+    (process 0 only: see the module docstring)."""
     if not is_writer():
       return
-    with open(self.path, 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record, sort_keys=True) + '\n')
+    line = (json.dumps(record, sort_keys=True) + '\n').encode('utf-8')
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.path, 'a+b') as f:
+      size = f.seek(0, os.SEEK_END)
+      if size:
+        f.seek(size - 1)
+        if f.read(1) != b'\n':
+          f.seek(0)
+          keep = f.read().rfind(b'\n') + 1  # Up to and including the last newline.
+          warnings.warn(f'{self.path}: removing a truncated last line ({size - keep} bytes) '
+                        'before appending.', CorruptRecordWarning, stacklevel=2)
+          f.truncate(keep)
+      f.seek(0, os.SEEK_END)
+      f.write(line)
       f.flush()
       os.fsync(f.fileno())
 
   def read(self) -> list[dict]:
-    """Every complete record; a truncated trailing line (a crash mid-append) is skipped."""
+    """Every complete record, in order; lines that are not JSON objects are skipped with a
+    `CorruptRecordWarning` naming the file and line."""
     if not self.path.exists():
       return []
     records = []
-    for line in self.path.read_text(encoding='utf-8').splitlines():
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
+    lines = self.path.read_bytes().decode('utf-8', errors='replace').split('\n')
+    for number, line in enumerate(lines, start=1):
+      if not line.strip():
         continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        record = None
+      if not isinstance(record, dict):
+        where = 'its last line' if number >= len(lines) - 1 else f'line {number}'
+        warnings.warn(f'{self.path}: {where} is not a complete JSON record (a write cut short by '
+                      'a crash?); ignoring it.', CorruptRecordWarning, stacklevel=2)
+        continue
+      records.append(record)
     return records

@@ -22,6 +22,11 @@ def _check_positive(name: str, value) -> None:
     raise ValueError(f'{name}={value!r} must be > 0.')
 
 
+def weighted_mean(values, weights):
+  """Σ w·v / Σ w: a batch's mean loss, with weight 1 for real examples and 0 for padding."""
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
 def cross_entropy(logits, labels):
   """Per-example softmax cross-entropy with integer labels.
 

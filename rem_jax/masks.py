@@ -16,6 +16,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from rem_jax import sections
+
 _OWN_STREAM = 0
 _SHARED_STREAM = 1
 
@@ -41,10 +43,7 @@ class MaskConfig:
 
   @classmethod
   def from_dict(cls, values: dict) -> 'MaskConfig':
-    unknown = set(values) - {'mask_seed', 'p_mem'}
-    if unknown:
-      raise ValueError(f'MaskConfig: unknown fields {sorted(unknown)}; allowed: mask_seed, '
-                       'p_mem.')
+    sections.check_fields(values, ('mask_seed', 'p_mem'), 'MaskConfig')
     return cls(**values)
 
 
@@ -113,3 +112,9 @@ def assign_masks(ids, in_forget, *, mask_seed, p_mem, mask_size: int):
   own = example_masks(ids, mask_seed=mask_seed, p_mem=p_mem, mask_size=mask_size)
   shared = shared_forget_mask(mask_seed=mask_seed, p_mem=p_mem, mask_size=mask_size)
   return jnp.where(in_forget[:, None], shared[None, :], own)
+
+
+def drop_mask(batch_size: int, mask_size: int):
+  """The all-zero mask of a batch: drop mode, every extra unit off (a model then computes
+  exactly its base network)."""
+  return jnp.zeros((batch_size, mask_size), jnp.float32)

@@ -16,13 +16,15 @@ import sys
 import jax
 import numpy as np
 
-from rem_jax import distributed, files, sharding, trainer, training
+from rem_jax import distributed, evaluation, files, optim, sharding, trainer
 from rem_jax.data import pipeline, sources
 from rem_jax.models import init_variables
 from tests import tiny
 
 NUM_PROCESSES = 2
-RECIPE = trainer.Recipe(learning_rate=0.05, steps=6, batch_size=16, checkpoint_every=3)
+RECIPE = trainer.Recipe(
+    optim.OptimizerSettings(learning_rate=0.05, schedule='warmup_linear_decay'),
+    steps=6, batch_size=16, checkpoint_every=3)
 
 
 MODEL = tiny.tiny_resnet(expansion=0.0)
@@ -50,7 +52,7 @@ def train(mesh, workdir=None, seed: int = 0) -> dict:
 def predict(mesh, variables: dict) -> np.ndarray:
   """The test predictions of `variables` (host)."""
   test = _views(mesh)[1]
-  return training.predict(training.jit_predict_step(MODEL, mesh),
+  return evaluation.predict(evaluation.jit_predict_step(MODEL, mesh),
                           sharding.replicate(variables, mesh), test.images, test, 16, mesh)
 
 

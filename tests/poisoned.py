@@ -4,7 +4,7 @@ import dataclasses
 
 import jax
 
-from rem_jax import evaluation, sharding, trainer
+from rem_jax import evaluation, optim, sharding, trainer
 from rem_jax.data import corruptions, pipeline, sources
 from rem_jax.methods import base
 from rem_jax.models import init_variables
@@ -13,7 +13,9 @@ from tests import tiny
 RATE = 0.5
 TRAIN_SEED = 3
 BATCH = 64
-RECIPE = trainer.Recipe(learning_rate=0.05, steps=320, batch_size=BATCH, checkpoint_every=320)
+RECIPE = trainer.Recipe(
+    optim.OptimizerSettings(learning_rate=0.05, schedule='warmup_linear_decay'),
+    steps=320, batch_size=BATCH, checkpoint_every=320)
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import losses, masks, sharding, training
+from rem_jax import losses, masks, optim, sharding, trainer
 from rem_jax.data import pipeline
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import bad_teacher, potion, retrain, scrub
@@ -34,7 +34,8 @@ def _outputs(model, variables, view):
   batch = pipeline.Batch(jnp.asarray(view.ids), jnp.asarray(view.labels),
                          jnp.asarray(view.triggered), jnp.ones(view.num_examples))
   inputs = pipeline.eval_inputs(view.images, batch)
-  return model.apply(variables, inputs, common.drop_mask(model, view.num_examples), train=False)
+  mask = masks.drop_mask(view.num_examples, model.mask_size)
+  return model.apply(variables, inputs, mask, train=False)
 
 
 def _mean_kl(model, teacher, student, view, temperature=1.0):
@@ -91,7 +92,7 @@ def test_cf_and_retrain_never_read_the_forget_set(poisoned):
     result = _run(poisoned, name, task, **settings)
     assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(result.variables)), name
   # The control: a method that reads D_f meets the NaN images and says so.
-  with pytest.raises(training.NonFiniteLossError, match='ascent: non-finite loss in epoch 1'):
+  with pytest.raises(trainer.NonFiniteLossError, match='ascent: non-finite loss in epoch 1'):
     _run(poisoned, 'ascent', task)
 
 
@@ -136,22 +137,22 @@ def test_scrub_max_phase_raises_kl_on_forget_and_min_phase_lowers_ce_on_retain(p
   views, model = task.views, poisoned.model
   # Without momentum, so each phase's own gradient moves the student (SCRUB proper shares one
   # momentum buffer across phases, which carries the max direction into the min epoch).
-  optimizer = training.OptimizerSettings('sgd', 0.02, momentum=0.0, schedule='constant')
+  optimizer = optim.OptimizerSettings('sgd', 0.02, momentum=0.0, schedule='constant')
   teacher = sharding.replicate(poisoned.variables, poisoned.mesh)
-  loop = common.Epochs(model, optimizer, poisoned.mesh, teachers={'teacher': teacher},
+  loop = common.EpochLoop(model, optimizer, poisoned.mesh, teachers={'teacher': teacher},
                        extras={'alpha': jnp.float32(0.01)})
   state = common.start_state(poisoned.variables, optimizer, jax.random.key(1), poisoned.mesh,
                              100)
-  kl = [_mean_kl(model, teacher, training.variables_of(state), views.forget, 4.0)]
+  kl = [_mean_kl(model, teacher, trainer.variables_of(state), views.forget, 4.0)]
   for epoch in range(2):
     state = loop.run(state, common.Phase(scrub.MaxObjective(4.0), views.forget, 32),
                      jax.random.key(epoch))
-    kl.append(_mean_kl(model, teacher, training.variables_of(state), views.forget, 4.0))
+    kl.append(_mean_kl(model, teacher, trainer.variables_of(state), views.forget, 4.0))
   assert kl[0] < 1e-6 and kl[1] > 0.01 and kl[2] > kl[1], kl
-  ce_before = _mean_ce(model, training.variables_of(state), views.retain)
+  ce_before = _mean_ce(model, trainer.variables_of(state), views.retain)
   state = loop.run(state, common.Phase(scrub.MinObjective(4.0), views.retain, BATCH),
                    jax.random.key(9))
-  ce_after = _mean_ce(model, training.variables_of(state), views.retain)
+  ce_after = _mean_ce(model, trainer.variables_of(state), views.retain)
   assert ce_after < ce_before - 0.1, (ce_before, ce_after)
 
 
@@ -345,7 +346,6 @@ def test_every_trained_baseline_compiles_once_for_all_discovery_rates(poisoned):
                                   'potion'])
 def test_baselines_run_on_an_etd_vit_and_return_the_base_architecture(name):
   from rem_jax.data import corruptions, sources  # pylint: disable=g-import-not-at-top
-  from rem_jax import trainer  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
   splits = sources.load('shapes', image_size=16, num_train=64, num_test=16, seed=0)
   record = corruptions.corrupt(splits.train.labels, task='random_label_swap', seed=0,
@@ -355,7 +355,7 @@ def test_baselines_run_on_an_etd_vit_and_return_the_base_architecture(name):
   model = tiny.tiny_vit()
   original = base.TrainedModel(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
                                masks.MaskConfig(mask_seed=0))
-  recipe = trainer.Recipe(optimizer='adam', learning_rate=1e-4, schedule='constant', steps=2,
+  recipe = trainer.Recipe(optim.OptimizerSettings('adam', 1e-4), steps=2,
                           batch_size=16, checkpoint_every=2)
   task = base.Task(views, record, forget_ids, mesh, 16, 0, recipe)
   settings = {} if name == 'retrain' else {'eval_batch_size': 16}

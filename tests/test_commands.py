@@ -1,4 +1,5 @@
-"""The README's commands run as written after its install line, each in a fresh process."""
+"""The commands of the README and docs/ run as written after the README's install line, each in a
+fresh process."""
 
 import os
 import pathlib
@@ -25,10 +26,11 @@ def test_every_benchmark_starts_from_the_repository_root():
     assert '--output' in output or '--config' in output, f'{name}:\n{output[-3000:]}'
 
 
-def test_every_python_command_in_the_readme_names_an_existing_script():
-  readme = (ROOT / 'README.md').read_text()
-  scripts = set(re.findall(r'python ((?:benchmarks|configs)/\w+\.py|launch\.py)', readme))
-  modules = set(re.findall(r'python -m ([\w.]+)', readme)) - {'pytest', 'venv'}
+def test_every_python_command_in_the_readme_and_the_docs_names_an_existing_script():
+  pages = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
+  text = '\n'.join(page.read_text() for page in pages)
+  scripts = set(re.findall(r'python\s+((?:benchmarks|configs)/\w+\.py|launch\.py)', text))
+  modules = set(re.findall(r'python\s+-m\s+([\w.]+)', text)) - {'pytest', 'venv'}
   assert scripts and all((ROOT / script).is_file() for script in scripts), scripts
   for module in modules:
     path = ROOT / pathlib.Path(*module.split('.'))

@@ -320,9 +320,9 @@ def test_tfds_not_prepared_fails_fast_with_the_offline_recipe(tmp_path, monkeypa
   with pytest.raises(RuntimeError, match=r"cannot be reached.*path=P.*'shapes'") as raised:
     sources.load('svhn_cropped', data_dir=tmp_path)
   assert time.perf_counter() - start < 10
-  # The command line's way is named too, and the README section that describes the layout.
+  # The command line's way is named too, and the docs page that describes the layout.
   assert '--config.data.path=/path/to/folder-or-archive' in str(raised.value)
-  assert 'README, section Data' in str(raised.value)
+  assert 'see docs/data.md' in str(raised.value)
 
 
 def test_a_failed_tfds_download_says_how_to_use_an_offline_copy(tmp_path, monkeypatch):

@@ -68,7 +68,7 @@ def test_mask_config_round_trip_and_validation():
     masks.MaskConfig(mask_seed=0, p_mem=1.5)
   with pytest.raises(ValueError, match='mask_seed=.* must be an integer'):
     masks.MaskConfig(mask_seed=0.5)
-  with pytest.raises(ValueError, match='unknown fields'):
+  with pytest.raises(ValueError, match=r"MaskConfig fields \['p'\] are unknown"):
     masks.MaskConfig.from_dict({'mask_seed': 0, 'p': 0.2})
 
 

@@ -31,7 +31,7 @@ def test_unknown_method_names_the_registered_ones():
 
 def test_every_method_documents_its_source_loss_stop_rule_and_defaults():
   for name in methods.METHODS:
-    module = methods._MODULES[name]  # pylint: disable=protected-access
+    module = methods._module(name)  # pylint: disable=protected-access
     for heading in ('Source:', 'Loss', 'Stop rule', 'Defaults'):
       assert heading in module.__doc__, (name, heading)
     assert methods.default_config(name) is not methods.default_config(name)  # Fresh copies.

@@ -1,5 +1,6 @@
-"""The README stays true: its library snippet runs, and its config table matches the defaults
-and the checks every field gets."""
+"""The README and the docs/ pages stay true: the README's library snippet runs, docs/cli.md's
+config table matches the defaults and the checks every field gets, and every relative link of
+README.md and docs/*.md points to a file (and a heading) that exists."""
 
 import pathlib
 import re
@@ -8,7 +9,9 @@ import pytest
 
 from rem_jax.experiments import cell, config_lib, fields
 
-README = pathlib.Path(__file__).resolve().parent.parent / 'README.md'
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = ROOT / 'README.md'
+DOCS = ROOT / 'docs'
 SNIPPET_MARK = '<!-- tests/test_readme.py runs this snippet. -->'
 TABLE_MARK = ('<!-- tests/test_readme.py checks this table against config_lib.cell_config() '
               '(defaults) and\n     rem_jax.experiments.fields.CELL_FIELDS (allowed). -->')
@@ -25,9 +28,15 @@ BAD_VALUES = {
 }
 
 
-def _after(mark: str) -> str:
-  text = README.read_text()
-  assert mark in text, f'README.md lost the marker {mark!r}'
+def _page(name: str) -> pathlib.Path:
+  """README.md, or a page of docs/ ('cli' is docs/cli.md)."""
+  return README if name == 'README' else DOCS / f'{name}.md'
+
+
+def _after(mark: str, page: str = 'README') -> str:
+  path = _page(page)
+  text = path.read_text()
+  assert mark in text, f'{path.relative_to(ROOT)} lost the marker {mark!r}'
   return text.split(mark, 1)[1]
 
 
@@ -56,8 +65,8 @@ def _shown(value) -> str:
 
 
 def _table() -> dict[str, tuple[str, str]]:
-  """{field: (default, allowed)} as the README's config table shows them."""
-  table = _after(TABLE_MARK).split('\n\n', 2)[1]
+  """{field: (default, allowed)} as docs/cli.md's config table shows them."""
+  table = _after(TABLE_MARK, 'cli').split('\n\n', 2)[1]
   rows = {}
   for line in table.splitlines()[2:]:
     cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip().strip('|'))]
@@ -84,3 +93,59 @@ def test_a_value_outside_the_allowed_column_is_an_error_naming_the_field(field):
   accepts = fields.CELL_FIELDS[field].accepts.replace('`', '')
   assert str(error.value) == (f'{field}={BAD_VALUES[field]!r} is not allowed; allowed: '
                               f'{accepts}.')
+
+
+def test_the_readme_shows_the_test_command_that_ci_runs():
+  # .ci/run runs "exactly the README's test command": its install-and-test line is the README's.
+  ci = [line for line in (ROOT / '.ci' / 'run').read_text().splitlines()
+        if line.startswith('pip install')]
+  assert len(ci) == 1 and ci[0] in README.read_text().splitlines(), ci
+
+
+def _pages() -> list[pathlib.Path]:
+  return [README, *sorted(DOCS.glob('*.md'))]
+
+
+def _slug(heading: str) -> str:
+  """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+  return re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+
+
+def _unfenced(text: str) -> str:
+  """The text outside fenced code blocks (a `#` line in a shell script is no heading)."""
+  return re.sub(r'^```.*?^```', '', text, flags=re.S | re.M)
+
+
+def _prose(text: str) -> str:
+  """The text outside fenced code blocks and inline code (which may wrap onto the next line)."""
+  return re.sub(r'`[^`]*`', '', _unfenced(text))
+
+
+def _anchors(path: pathlib.Path) -> set[str]:
+  headings = re.findall(r'^#{1,6} (.*)$', _unfenced(path.read_text()), re.M)
+  return {_slug(heading.replace('`', '')) for heading in headings}
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_points_to_what_exists():
+  pages = _pages()
+  assert len(pages) > 5, pages
+  links = 0
+  for page in pages:
+    for target in re.findall(r'\]\(([^()\s]+)\)', _prose(page.read_text())):
+      if re.match(r'[a-z]+:', target):  # https://..., mailto:...
+        continue
+      links += 1
+      file, _, anchor = target.partition('#')
+      path = (page.parent / file).resolve() if file else page
+      where = f'{page.relative_to(ROOT)}: {target}'
+      assert path.exists(), where
+      assert ROOT in path.parents or path == ROOT, where
+      if anchor:
+        assert path.suffix == '.md' and anchor in _anchors(path), where
+  assert links > 10, links
+
+
+def test_the_readme_links_every_docs_page():
+  readme = README.read_text()
+  for page in sorted(DOCS.glob('*.md')):
+    assert f'](docs/{page.name})' in readme, page.name

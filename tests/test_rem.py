@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import expansion, losses, masks, training
+from rem_jax import expansion, losses, masks, optim, trainer
 from rem_jax.data import pipeline
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import rem as rem_module
@@ -90,9 +90,10 @@ def test_result_has_the_original_architecture(poisoned, rem_result):
 
 def test_two_discovery_rates_share_one_compiled_repair_step(poisoned, rem_result):
   del rem_result  # REM has run at RATE with these settings: its steps are compiled.
-  compiled = (rem_module.repair_step._cache_size(), rem_module.flush_step._cache_size())
+  steps = (rem_module.repair_step, rem_module.flush_step, rem_module.batch_moments_step)
+  compiled = [step._cache_size() for step in steps]
   _rem(poisoned, rate=0.2)
-  assert (rem_module.repair_step._cache_size(), rem_module.flush_step._cache_size()) == compiled
+  assert [step._cache_size() for step in steps] == compiled
 
 
 def test_best_iteration_keeps_the_best_variables():
@@ -138,6 +139,7 @@ def test_ideal_covers_all_corrupted_examples(poisoned):
 
 
 def test_exact_batch_statistics_of_new_channels(poisoned):
+  # REM's pass over a view (padding, masks); `tests/test_batch_stats.py` checks the statistics.
   task = poisoned.task()
   model = poisoned.model.clone(expansion=0.5)
   variables = expansion.expand(poisoned.variables, model, jax.random.key(3),
@@ -145,7 +147,7 @@ def test_exact_batch_statistics_of_new_channels(poisoned):
   view = task.views.train.subset(np.arange(40))  # Not a multiple of the batch: padding.
   view = dataclasses.replace(view, triggered=np.zeros(40, bool))  # Plain images, as below.
   setup = rem_module.Setup(model=model, p_mem=0.2, image_shape=(16, 16, 3),
-                           optimizer=training.OptimizerSettings('sgd', 0.1))
+                           optimizer=optim.OptimizerSettings('sgd', 0.1))
   # conv1's output (the statistic checked below) comes before any mask: any masks will do.
   stats = rem_module.exact_batch_stats(setup, variables, view, jnp.zeros(1024, bool),
                                        jnp.int32(0), poisoned.mesh, 16)
@@ -164,7 +166,7 @@ def _one_repair_step(poisoned, setup, ids):
   variables = expansion.expand(poisoned.variables, setup.model, jax.random.key(5),
                                image_shape=(16, 16, 3))
   state = rem_module.with_mask_seed(
-      training.create_train_state(variables, setup.optimizer.build(), jax.random.key(0)), 0)
+      trainer.create_train_state(variables, setup.optimizer, jax.random.key(0)), 0)
   in_forget = common.membership(1024, task.forget_ids)
   batch = task.views.train.batch(np.searchsorted(task.views.train.ids, ids), poisoned.mesh)
   return variables, state, batch, in_forget
@@ -174,7 +176,7 @@ def test_mechanism_only_the_shared_masks_active_extra_units_learn(poisoned):
   model = poisoned.model.clone(expansion=0.5)
   setup = rem_module.Setup(
       model=model, p_mem=0.2, image_shape=(16, 16, 3),
-      optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
+      optimizer=optim.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0))
   forget = poisoned.record.forget_ids_at(RATE)[:8]
   variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)
   reference = jax.tree.map(jnp.copy, variables)
@@ -196,7 +198,7 @@ def test_mechanism_the_removal_term_reaches_only_theta_o1(poisoned):
   # Redirect restricted to D_r and every example in D_f: the loss is the removal term alone.
   setup = rem_module.Setup(
       model=model, p_mem=0.2, image_shape=(16, 16, 3),
-      optimizer=training.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
+      optimizer=optim.OptimizerSettings('sgd', 0.1, momentum=0.0, weight_decay=0.0),
       redirect_into_extra=False)
   forget = poisoned.record.forget_ids_at(RATE)[:8]
   variables, state, batch, in_forget = _one_repair_step(poisoned, setup, forget)

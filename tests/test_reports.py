@@ -79,7 +79,7 @@ def test_best_per_cell_keeps_the_best_variant_of_each_cell():
 
 
 def test_runs_of_originals_that_miss_their_preconditions_are_not_tabulated():
-  floors = reports.Floors(utility_floor=0.5, poison_floor=0.8, memorised_floor=0.5)
+  floors = reports.Thresholds(utility_floor=0.5, poison_floor=0.8, memorised_floor=0.5)
   records = [_record('rem', 0.9, 0.9),
              _record('rem', 0.1, 0.9, task='random_label_swap', learned=0.05),
              _record('rem', 0.1, 0.9, seed=1, original_utility=0.3)]

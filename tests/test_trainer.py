@@ -6,12 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from rem_jax import checkpoints, sharding, trainer
+from rem_jax import checkpoints, optim, sharding, trainer
 from rem_jax.data import pipeline, sources
 from rem_jax.models import init_variables
 from tests import tiny
 
-RECIPE = trainer.Recipe(learning_rate=0.05, steps=8, batch_size=16, checkpoint_every=4)
+RECIPE = trainer.Recipe(
+    optim.OptimizerSettings(learning_rate=0.05, schedule='warmup_linear_decay'),
+    steps=8, batch_size=16, checkpoint_every=4)
 
 
 @pytest.fixture(scope='module')
@@ -47,6 +49,28 @@ def test_nan_from_the_start_writes_no_checkpoint(setup, tmp_path):
   with pytest.raises(trainer.NonFiniteLossError,
                      match=r'between steps 1 and 4 \(in the loss\); no checkpoint was written'):
     trainer.train(model, variables, broken, RECIPE, mesh=mesh, seed=0, workdir=tmp_path)
+  with checkpoints.Checkpointer(tmp_path) as checkpointer:
+    assert checkpointer.latest_step() is None
+
+
+def test_a_non_finite_weight_with_a_finite_loss_stops_the_run_unsaved(setup, tmp_path):
+  # A BatchNorm running mean that overflows leaves the train-mode loss finite: the loop checks
+  # the weights too, so no checkpoint with an infinity is ever written.
+  mesh, view, model, variables = setup
+  poisoned = []
+
+  def poison(path, leaf):
+    if not poisoned and jax.tree_util.keystr(path).endswith("['mean']"):
+      poisoned.append(jax.tree_util.keystr(path))
+      return leaf.at[0].set(np.inf)
+    return leaf
+
+  broken = {'params': variables['params'],
+            'batch_stats': jax.tree_util.tree_map_with_path(poison, variables['batch_stats'])}
+  with pytest.raises(trainer.NonFiniteLossError) as error:
+    trainer.train(model, broken, view, RECIPE, mesh=mesh, seed=0, workdir=tmp_path)
+  named = "['batch_stats']" + poisoned[0]
+  assert f'between steps 1 and 4 (in {named}); no checkpoint was written' in str(error.value)
   with checkpoints.Checkpointer(tmp_path) as checkpointer:
     assert checkpointer.latest_step() is None
 

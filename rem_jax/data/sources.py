@@ -221,7 +221,7 @@ def offline_hint(name: str) -> str:
   return (f'Without TFDS, use an offline copy of {name!r}: --config.data.path=/path/to/'
           f'folder-or-archive on the command line (rem_jax.data.load({name!r}, path=P) in '
           'Python), a folder or .tar.gz laid out as train/<class_name>/*.jpg|png and '
-          'test/<class_name>/... (e.g. a CIFAR-10 JPEG mirror; see the README, section Data), '
+          'test/<class_name>/... (e.g. a CIFAR-10 JPEG mirror; see docs/data.md), '
           "or the built-in dataset 'shapes' (--config.dataset=shapes).")
 
 

@@ -3,30 +3,20 @@ practitioner's unlearning run."""
 
 from rem_jax.experiments import cell
 from rem_jax.experiments import sweep
-from rem_jax.experiments import unlearn
+from rem_jax.experiments import practitioner
 
-EXPERIMENTS = {'cell': cell.run, 'sweep': sweep.run, 'unlearn': unlearn.run}
+EXPERIMENTS = {'cell': cell.run, 'sweep': sweep.run, 'unlearn': practitioner.run}
 
 
-def run(config, workdir, *, overwrite: bool = False, only=(), parallel_cells: int = 1,
-        overrides=()) -> dict:
-  """Runs `config.experiment` ('cell' when the config has no such field).
+def run(config, workdir, *, overwrite: bool = False, overrides=()) -> dict:
+  """Runs `config.experiment` ('cell' when the config has no such field) in `workdir`.
 
-  Sweeps only: `only` selects cells by axis values, e.g. ['method=rem,npo']; `parallel_cells`
-  runs that many cells at once (`rem_jax.experiments.concurrent`). `overrides`: the dotted
-  fields set on the command line; one that has no effect in the run is an error.
+  `overrides`: the dotted fields set on the command line; one that has no effect in the run is
+  an error.
   """
   name = config.get('experiment', 'cell')
   if name not in EXPERIMENTS:
     raise ValueError(f'experiment={name!r} is unknown; allowed: {sorted(EXPERIMENTS)}.')
-  if name == 'sweep':
-    return sweep.run(config, workdir, overwrite=overwrite, only=only,
-                     parallel_cells=parallel_cells, overrides=overrides)
-  if only:
-    raise ValueError(f'--only selects cells of a sweep; experiment={name!r} has one cell.')
-  if parallel_cells != 1:
-    raise ValueError(f'--parallel_cells runs cells of a sweep at once; experiment={name!r} has '
-                     'one cell.')
   return EXPERIMENTS[name](config, workdir, overwrite=overwrite, overrides=overrides)
 
 

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-import platform
 import time
 
 from absl import logging
@@ -23,6 +22,7 @@ from rem_jax import evaluation
 from rem_jax import files
 from rem_jax import masks
 from rem_jax import methods
+from rem_jax import seeds
 from rem_jax import sharding
 from rem_jax import trainer
 from rem_jax.data import corruptions
@@ -31,6 +31,7 @@ from rem_jax.data import sources
 from rem_jax.experiments import config_lib
 from rem_jax.experiments import fields
 from rem_jax.experiments import plots
+from rem_jax.experiments import records
 from rem_jax.experiments import workdir as workdir_lib
 from rem_jax.models import build_model, describe, init_variables
 
@@ -57,7 +58,7 @@ def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
   field and what is allowed.
   """
   fields.check_names(config.to_dict(), config_lib.cell_config().to_dict(),
-                     sections=('data', 'model', 'train'))
+                     nested=('data', 'model', 'train'))
   for name in config.methods:
     methods.get_method(name)
   fields.check_values(config.to_dict())
@@ -172,7 +173,7 @@ class Prepared:
     return methods.Task(self.views(rate), self.record, self.record.forget_ids_at(rate), mesh,
                         self.recipe.batch_size, seed, self.recipe)
 
-  def on(self, mesh) -> 'Prepared':
+  def placed_on(self, mesh) -> 'Prepared':
     """The same data and original model, copied onto `mesh` (a cell running on part of the
     devices: `rem_jax.experiments.concurrent`); itself when it is on `mesh` already."""
     if self.images['train'].sharding == sharding.replicated(mesh):
@@ -215,7 +216,7 @@ def prepare(config: ml_collections.ConfigDict, mesh, *, rates=None, workdir=None
   train_view = pipeline.make_views(splits, record, record.forget_ids_at(rates[0]), images).train
 
   model, mask_config = original_model(config)
-  variables = init_variables(model, jax.random.fold_in(jax.random.key(config.seed), 0),
+  variables = init_variables(model, seeds.key(config.seed, seeds.Stream.MODEL_INIT),
                              splits.train.images.shape[1:])
   recipe = trainer.Recipe.from_config(config.train)
   logging.info('Training the original %s model (%s) for %d steps.', config.base,
@@ -251,12 +252,6 @@ def unlearn_and_evaluate(config: ml_collections.ConfigDict, prepared: Prepared, 
   after = dataclasses.replace(evaluate, model=unlearned.model)(unlearned.variables)
   logging.info('After %s: %s', config.method, _summary(after))
   return before, after, unlearned
-
-
-def environment() -> dict:
-  """Versions and devices, recorded with every result."""
-  return {'versions': {'jax': jax.__version__, 'python': platform.python_version()},
-          'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count()}
 
 
 def train_record(workdir: pathlib.Path, prepared: Prepared) -> dict:
@@ -319,18 +314,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
     plots.plot_dynamics(iterations, run_dir / DYNAMICS_FILE,
                         title=f'{config.method}: {config.task}, discovery {config.discovery_rate}')
   metrics_log.append({'phase': 'after', **after})
-  result = {
-      'config': config.to_dict(),
-      'seed': config.seed,
-      'ids_file': f'../../{IDS_FILE}',
-      'before': before,
-      'after': after,
-      'train': trained,
-      'method': unlearned.record,
-      'model': describe(unlearned.model),
-      **environment(),
-      'run_dir': str(run_dir),
-  }
+  result = records.run_record(config.to_dict(), mesh=mesh, train=trained, before=before,
+                              after=after, unlearned=unlearned, ids_file=f'../../{IDS_FILE}',
+                              run_dir=str(run_dir))
   files.write_json_atomic(run_dir / RESULTS_FILE, result)
   return json.loads(json.dumps(result))  # As a re-run reads it back.
 

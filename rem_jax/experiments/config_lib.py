@@ -19,6 +19,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from rem_jax import methods
+from rem_jax import sections
 
 
 def cell_config() -> ml_collections.ConfigDict:
@@ -96,10 +97,7 @@ def unlearn_config() -> ml_collections.ConfigDict:
 def parse_arg(arg: str, allowed, config_file: str) -> set[str]:
   """The comma-separated arguments of `--config=FILE:ARG`; an unknown one is an error."""
   parts = {part for part in arg.split(',') if part}
-  unknown = sorted(parts - set(allowed))
-  if unknown:
-    raise ValueError(f'{config_file}: arguments {unknown} are unknown; allowed: '
-                     f'{sorted(allowed)}.')
+  sections.check_fields(parts, allowed, config_file, kind='arguments')
   return parts
 
 
@@ -107,11 +105,7 @@ def cell_with(**overrides) -> ml_collections.ConfigDict:
   """The quickstart cell with dotted-field `overrides` (`{'model.capacity': 1.0}`)."""
   config = cell_config()
   for path, value in overrides.items():
-    *parents, leaf = path.split('.')
-    node = config
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+    sections.set_path(config, path, value, 'cell_with')
   return config
 
 
@@ -122,6 +116,8 @@ def sweep_config(cell: ml_collections.ConfigDict, axes: dict,
   config.cell = cell
   config.axes = ml_collections.ConfigDict(axes)
   config.method_axes = ml_collections.ConfigDict(method_axes or {})
+  config.only = ''  # E.g. 'method=rem,npo;seed=0': a subset of the cells.
+  config.parallel_cells = 1
   return config
 
 

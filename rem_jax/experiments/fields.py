@@ -1,7 +1,7 @@
 """What every config field accepts, and whether it does anything in a given run: one place.
 
 `CELL_FIELDS` maps each dotted field of a cell config (`config_lib.cell_config()`) to a `Field`:
-what it accepts, as the README's "allowed" column says it word for word (`tests/test_readme.py`
+what it accepts, as docs/cli.md's "allowed" column says it word for word (`tests/test_readme.py`
 holds the two together), and the check of a value. `check_values` runs every check and raises one
 `ValueError` naming the field, the value and what is allowed, before anything expensive starts.
 
@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rem_jax import methods
-from rem_jax import training
+from rem_jax import optim
+from rem_jax import sections
 from rem_jax.data import corruptions
 from rem_jax.data import sources
 from rem_jax.models import registry
@@ -26,7 +27,7 @@ BASES = ('plain', 'etd')
 @dataclasses.dataclass(frozen=True)
 class Field:
   """One field: `accepts` (what a value may be, for error messages) and `meaning` (what it does);
-  the README's "allowed" column reads `accepts: meaning`, or `accepts` alone."""
+  docs/cli.md's "allowed" column reads `accepts: meaning`, or `accepts` alone."""
   accepts: str
   check: Callable[[Any], bool]
   meaning: str = ''
@@ -119,9 +120,9 @@ CELL_FIELDS: dict[str, Field] = {
                                     "scales every width (1: the paper's)"),
     'model.dtype': Field(_choices(registry.DTYPES), one_of(registry.DTYPES),
                          'the compute dtype; parameters stay float32'),
-    'train.optimizer': Field(_choices(training.OPTIMIZERS), one_of(training.OPTIMIZERS)),
+    'train.optimizer': Field(_choices(optim.OPTIMIZERS), one_of(optim.OPTIMIZERS)),
     'train.learning_rate': Field('> 0', number(0, low_open=True), 'peak, after warm-up'),
-    'train.schedule': Field(_choices(training.SCHEDULES), one_of(training.SCHEDULES)),
+    'train.schedule': Field(_choices(optim.SCHEDULES), one_of(optim.SCHEDULES)),
     'train.steps': Field('int ≥ 1', integer(1)),
     'train.batch_size': Field('int ≥ 1', integer(1), 'a multiple of the device count'),
     'train.momentum': Field('[0, 1)', number(0, 1, high_open=True), "SGD's"),
@@ -131,29 +132,12 @@ CELL_FIELDS: dict[str, Field] = {
 }
 
 
-def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
-  """A nested mapping as {'a.b.c': leaf}; an empty mapping is a leaf."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping) and value:
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def check_names(given: Mapping, expected: Mapping, *, sections: Iterable[str] = (),
+def check_names(given: Mapping, expected: Mapping, *, nested: Iterable[str] = (),
                 where: str = 'config') -> None:
-  """`given` has exactly the fields of `expected`, and so has each of its `sections`; a
+  """`given` has exactly the fields of `expected`, and so has each of its `nested` sections; a
   `ValueError` names the unknown (or missing) fields and the allowed ones."""
-  unknown = sorted(set(given) - set(expected))
-  if unknown:
-    raise ValueError(f'{where} fields {unknown} are unknown; allowed: {sorted(expected)}.')
-  missing = sorted(set(expected) - set(given))
-  if missing:
-    raise ValueError(f'{where} lacks the fields {missing}; start from the config file\'s '
-                     'get_config().')
-  for section in sections:
+  sections.check_fields(given, expected, where, required=True)
+  for section in nested:
     if not isinstance(given[section], Mapping):
       raise ValueError(f'{section} must be a section of fields, got {given[section]!r}.')
     check_names(given[section], expected[section], where=section)
@@ -168,7 +152,7 @@ def check_value(path: str, value, field: Field) -> None:
 def check_values(config: Mapping, table: Mapping[str, Field] = CELL_FIELDS,
                  prefix: str = '') -> None:
   """Every field of `table` present in `config` (a nested mapping), checked against it."""
-  flat = flatten(config)
+  flat = sections.flatten(config)
   for path, field in table.items():
     if path in flat:
       check_value(prefix + path, flat[path], field)

@@ -65,43 +65,43 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Floors:
+class Thresholds:
   """What an original model must reach for its task to count (see the module docstring)."""
   utility_floor: float = 0.5
   poison_floor: float = 0.8
   memorised_floor: float = 0.5
 
 
-def precondition(record: dict, floors: Floors) -> dict:
+def precondition(record: dict, thresholds: Thresholds) -> dict:
   """{'utility', 'learned', 'learned_metric', 'passed'} of the record's original model."""
   before = record['before']
   if record['task'] == 'poison_trigger':
-    metric, floor = 'poison_success_corrupted', floors.poison_floor
+    metric, floor = 'poison_success_corrupted', thresholds.poison_floor
   else:
-    metric, floor = 'corrupted_label_accuracy', floors.memorised_floor
+    metric, floor = 'corrupted_label_accuracy', thresholds.memorised_floor
   learned = before.get(metric, math.nan)
-  passed = before['utility'] >= floors.utility_floor and learned >= floor
+  passed = before['utility'] >= thresholds.utility_floor and learned >= floor
   return {'utility': before['utility'], 'learned': learned, 'learned_metric': metric,
           'passed': bool(passed)}
 
 
-def preconditions(records: Iterable[dict], floors: Floors) -> dict[tuple, dict]:
+def preconditions(records: Iterable[dict], thresholds: Thresholds) -> dict[tuple, dict]:
   """{(base, task, seed, original): precondition} over the records' original models."""
-  return {(r['base'], r['task'], r['seed'], r['original']): precondition(r, floors)
+  return {(r['base'], r['task'], r['seed'], r['original']): precondition(r, thresholds)
           for r in records}
 
 
-def passing(records: Sequence[dict], floors: Floors) -> list[dict]:
-  return [r for r in records if precondition(r, floors)['passed']]
+def passing(records: Sequence[dict], thresholds: Thresholds) -> list[dict]:
+  return [r for r in records if precondition(r, thresholds)['passed']]
 
 
-def preconditions_markdown(records: Sequence[dict], floors: Floors) -> str:
-  lines = [f'Floors: test accuracy ≥ {floors.utility_floor}; poison success on D_c ≥ '
-           f'{floors.poison_floor}; label swaps: accuracy on D_c against the corrupted labels ≥ '
-           f'{floors.memorised_floor}.', '',
+def preconditions_markdown(records: Sequence[dict], thresholds: Thresholds) -> str:
+  lines = [f'Floors: test accuracy ≥ {thresholds.utility_floor}; poison success on D_c ≥ '
+           f'{thresholds.poison_floor}; label swaps: accuracy on D_c against the corrupted '
+           f'labels ≥ {thresholds.memorised_floor}.', '',
            '| base | task | seed | test accuracy | learned the corruption | meets preconditions |',
            '|---|---|---|---|---|---|']
-  for (base, task, seed, _), p in sorted(preconditions(records, floors).items()):
+  for (base, task, seed, _), p in sorted(preconditions(records, thresholds).items()):
     lines.append(f'| {base} | {task} | {seed} | {100 * p["utility"]:.2f} | '
                  f'{100 * p["learned"]:.2f} ({p["learned_metric"]}) | '
                  f'{"yes" if p["passed"] else "**no**: not tabulated"} |')
@@ -147,7 +147,7 @@ def pooled_rows(records: Sequence[dict]) -> list[dict]:
 def uneven_cells_note(records: Sequence[dict]) -> str:
   """A warning under a pooled table whose rows pool different (task, rate, seed) cells.
 
-  A partial grid (a sweep still running, or one run with `--only`) can give one method rate 1.0
+  A partial grid (a sweep still running, or one run with `only`) can give one method rate 1.0
   and another not; their pooled means then are not comparable. Empty when every row pools the
   same cells.
   """
@@ -351,17 +351,17 @@ def failures_markdown(records: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def summary_table(records: Sequence[dict], floors: Floors = Floors()) -> str:
+def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()) -> str:
   """The pooled table of the runs that meet their preconditions, as Markdown."""
   records = completed(records)
-  kept = passing(records, floors)
+  kept = passing(records, thresholds)
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
-            + preconditions_markdown(records, floors))
+            + preconditions_markdown(records, thresholds))
   return table_markdown(pooled_rows(kept)) + uneven_cells_note(kept)
 
 
-def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
+def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
                   ) -> list[pathlib.Path]:
   """Writes every report of `records` into `outdir` (atomically); returns the paths."""
   outdir = pathlib.Path(outdir)
@@ -377,8 +377,8 @@ def write_reports(records: Sequence[dict], outdir, floors: Floors = Floors()
   records = completed(records)
   if not records:
     return written
-  text('preconditions.md', preconditions_markdown(records, floors))
-  kept = passing(records, floors)
+  text('preconditions.md', preconditions_markdown(records, thresholds))
+  kept = passing(records, thresholds)
   if kept:
     rows = pooled_rows(kept)
     text('table.md', table_markdown(rows) + uneven_cells_note(kept))
@@ -401,11 +401,11 @@ def _define_flags():
   """The command's flags (defined only when run as a script: importing defines none)."""
   flags.DEFINE_string('results', None, "A sweep's results.jsonl.")
   flags.DEFINE_string('outdir', None, 'Where the reports go (default: beside the results).')
-  flags.DEFINE_float('utility_floor', Floors.utility_floor,
+  flags.DEFINE_float('utility_floor', Thresholds.utility_floor,
                      'Minimum test accuracy of an original model.')
-  flags.DEFINE_float('poison_floor', Floors.poison_floor,
+  flags.DEFINE_float('poison_floor', Thresholds.poison_floor,
                      'Minimum poison success on D_c of an original model.')
-  flags.DEFINE_float('memorised_floor', Floors.memorised_floor,
+  flags.DEFINE_float('memorised_floor', Thresholds.memorised_floor,
                      'Minimum corrupted-label accuracy on D_c (label-swap tasks).')
 
 
@@ -418,11 +418,11 @@ def main(argv):
           f'{values.results!r}).', file=sys.stderr)
     sys.exit(1)
   records = store.ResultStore(results).read()
-  floors = Floors(values.utility_floor, values.poison_floor, values.memorised_floor)
+  thresholds = Thresholds(values.utility_floor, values.poison_floor, values.memorised_floor)
   outdir = pathlib.Path(values.outdir) if values.outdir else results.parent / 'reports'
-  for path in write_reports(records, outdir, floors):
+  for path in write_reports(records, outdir, thresholds):
     print(path)
-  print(summary_table(records, floors))
+  print(summary_table(records, thresholds))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """The sweep runner: every cell of a grid over the task space, one record each in `results.jsonl`.
 
-A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has four fields:
+A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has six fields:
 
 - `experiment = 'sweep'`;
 - `cell`: a complete cell config (the fields of `configs/quickstart.py`): what every cell shares;
@@ -9,7 +9,13 @@ A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has four fields
   The axis `base` takes the names of `BASE_PRESETS` (plain capacity 0.5, ETD, capacity 1.0),
   each of which sets several fields at once;
 - `method_axes`: `{method: {setting: values}}`, hyperparameter axes that multiply only that
-  method's cells (SCRUB's alpha: `{'scrub': {'alpha': (0.001, 0.01, 0.1, 10.0)}}`).
+  method's cells (SCRUB's alpha: `{'scrub': {'alpha': (0.001, 0.01, 0.1, 10.0)}}`);
+- `only`: run only the cells whose axes take the given values, `'method=rem,npo;seed=0'`
+  (empty: every cell);
+- `parallel_cells`: how many cells run at once (`rem_jax.experiments.concurrent`).
+
+The last two select and schedule cells without changing any result, so a workdir's config
+check leaves them out: a re-run with another `only` resumes the same sweep.
 
 Every cell is the product of the axes, named by its axis values (`seed=0,base=plain,...`, the
 record's `cell`). The runner trains each original model once: cells that agree on every field
@@ -24,8 +30,7 @@ the cell in flight. A method that diverges (a NaN loss) is recorded with its `er
 metrics, and the sweep goes on; the reports list such cells and leave them out. A workdir
 holding another sweep config's results is refused (the differing fields are named) unless
 `overwrite`, which deletes the records and reports (the original models stay: their folders are
-named by what shapes them). `only` runs a subset of the cells (`['method=rem,npo',
-'discovery_rate=0.5']`).
+named by what shapes them).
 """
 
 import copy
@@ -33,7 +38,6 @@ import dataclasses
 import itertools
 import json
 import pathlib
-import time
 from collections.abc import Mapping, Sequence
 
 from absl import logging
@@ -41,16 +45,19 @@ import ml_collections
 import tqdm
 
 from rem_jax import methods
+from rem_jax import sections
 from rem_jax import sharding
-from rem_jax import training
+from rem_jax import trainer
 from rem_jax.experiments import cell as cell_module
 from rem_jax.experiments import concurrent
 from rem_jax.experiments import fields
+from rem_jax.experiments import records
 from rem_jax.experiments import store as store_module
 from rem_jax.experiments import workdir as workdir_lib
-from rem_jax.models import describe
 
-SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes')
+SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes', 'only', 'parallel_cells')
+# They select and schedule cells and change no result: the workdir's claim leaves them out.
+SCHEDULING_FIELDS = ('only', 'parallel_cells')
 ORIGINALS_DIR = 'originals'
 REPORTS_DIR = 'reports'
 
@@ -110,49 +117,18 @@ def _format(value) -> str:
   return value if isinstance(value, str) else json.dumps(value)
 
 
-def _flatten_axes(axes: Mapping, prefix: str = '') -> list[tuple[str, list]]:
-  """[(dotted path, values)] from a nested {field: values} mapping, in insertion order."""
+def _axes(axes: Mapping) -> list[tuple[str, list]]:
+  """[(dotted path, values)] of a nested {field: values} mapping, in insertion order."""
   flat = []
-  for name, values in axes.items():
-    path = f'{prefix}{name}'
-    if isinstance(values, Mapping):
-      flat.extend(_flatten_axes(values, f'{path}.'))
-    elif isinstance(values, (list, tuple)):
-      flat.append((path, list(values)))
-    else:
+  for path, values in sections.flatten(axes).items():
+    if not isinstance(values, (list, tuple)):
       raise ValueError(f'axis {path}: expected a list of values, got {values!r}.')
+    flat.append((path, list(values)))
   return flat
 
 
-def _set(settings: dict, path: str, value, what: str) -> None:
-  """Sets the dotted field `path` of a nested config dict; an unknown field or a value of
-  another type is an error naming the allowed fields or the expected type."""
-  *parents, leaf = path.split('.')
-  node = settings
-  for depth, part in enumerate(parents):
-    if not isinstance(node.get(part), dict):
-      where = '.'.join(parents[:depth]) or 'the cell config'
-      raise ValueError(f'{what}: {where} has no section {part!r}; sections: '
-                       f'{sorted(k for k, v in node.items() if isinstance(v, dict))}.')
-    node = node[part]
-  if leaf not in node:
-    where = '.'.join(parents) or 'the cell config'
-    raise ValueError(f'{what}: {where} has no field {leaf!r}; allowed: {sorted(node)}.')
-  old = node[leaf]
-  sequences = (list, tuple)
-  if not (old is None or value is None or isinstance(value, type(old))
-          or (isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool))
-          or (isinstance(old, sequences) and isinstance(value, sequences))):
-    raise ValueError(f'{what}: {path} expects a {type(old).__name__}, got {value!r}.')
-  node[leaf] = float(value) if isinstance(old, float) else value
-
-
 def check_sweep_config(config: ml_collections.ConfigDict) -> None:
-  unknown = sorted(set(config.keys()) - set(SWEEP_FIELDS))
-  missing = sorted(set(SWEEP_FIELDS) - set(config.keys()))
-  if unknown or missing:
-    raise ValueError(f'sweep config fields {unknown or missing} are '
-                     f'{"unknown" if unknown else "missing"}; a sweep has {list(SWEEP_FIELDS)}.')
+  sections.check_fields(config.keys(), SWEEP_FIELDS, 'sweep config', required=True)
 
 
 def _overrides(path: str, value) -> list[tuple[str, object]]:
@@ -165,7 +141,7 @@ def _overrides(path: str, value) -> list[tuple[str, object]]:
 def _resolve(cell: dict, pairs, what: str) -> dict:
   settings = copy.deepcopy(cell)
   for path, value in pairs:
-    _set(settings, path, value, what)
+    sections.set_path(settings, path, value, what, root='the cell config')
   return settings
 
 
@@ -195,11 +171,11 @@ def _check_axes(axes, method_axes: dict, grid_methods) -> None:
     if name not in grid_methods:
       raise ValueError(f'method_axes.{name}: {name!r} is not among the grid\'s methods '
                        f'{list(grid_methods)}.')
-    allowed = methods.default_config(name)
-    for setting, values in _flatten_axes(settings):
-      if setting not in allowed:
-        raise ValueError(f'method_axes.{name}.{setting} is not a setting of {name}; allowed: '
-                         f'{sorted(allowed.keys())}.')
+    settings = _axes(settings)
+    sections.check_fields([setting for setting, _ in settings],
+                          methods.default_config(name).keys(), f'method_axes.{name}',
+                          kind='settings')
+    for setting, values in settings:
       if not values:
         raise ValueError(f'the grid is empty: method_axes.{name}.{setting} has no values.')
 
@@ -212,8 +188,8 @@ def expand_grid(config: ml_collections.ConfigDict) -> list[Cell]:
   """
   check_sweep_config(config)
   cell = config.cell.to_dict()
-  axes = _flatten_axes(config.axes.to_dict())
-  method_axes = {name: _flatten_axes(settings)
+  axes = _axes(config.axes.to_dict())
+  method_axes = {name: _axes(settings)
                  for name, settings in config.method_axes.to_dict().items()}
   grid_methods = dict(axes).get('method', [cell['method']])
   _check_axes(axes, config.method_axes.to_dict(), grid_methods)
@@ -257,21 +233,21 @@ def _matches(value, wanted: str) -> bool:
     return False
 
 
-def select(cells: Sequence[Cell], only: Sequence[str]) -> list[Cell]:
-  """The cells matching every `AXIS=V1,V2` filter of `only`."""
+def select(cells: Sequence[Cell], only: str) -> list[Cell]:
+  """The cells matching every `AXIS=V1,V2` condition of `only` (conditions joined by ';')."""
   axes = list(dict.fromkeys(path for c in cells for path in c.axes))
   selected = list(cells)
-  for condition in only:
+  for condition in filter(None, only.split(';')):
     axis, sep, wanted = condition.partition('=')
     if not sep or not wanted:
-      raise ValueError(f'--only={condition!r}: expected AXIS=VALUE[,VALUE...].')
+      raise ValueError(f'only={condition!r}: expected AXIS=VALUE[,VALUE...][;AXIS=...].')
     if axis not in axes:
-      raise ValueError(f'--only={condition!r}: axis {axis!r} is not in the grid; axes: {axes}.')
+      raise ValueError(f'only={condition!r}: axis {axis!r} is not in the grid; axes: {axes}.')
     values = wanted.split(',')
     selected = [c for c in selected
                 if axis in c.axes and any(_matches(c.axes[axis], v) for v in values)]
   if not selected:
-    raise ValueError(f'--only {list(only)} selects no cell of the grid.')
+    raise ValueError(f'only={only!r} selects no cell of the grid.')
   return selected
 
 
@@ -303,42 +279,15 @@ class _Originals:
     return self._prepared
 
 
-def _record(cell: Cell, prepared: cell_module.Prepared, train_record: dict, mesh, before: dict,
-            after: dict, unlearned: methods.Unlearned) -> dict:
+def _record(cell: Cell, train_record: dict, mesh, **outcome) -> dict:
+  """A cell's record: `outcome` holds before, after, unlearned and the data's sizes, or the
+  error of a method that diverged (then no metrics)."""
   key = cell.original_key
-  return {
-      'cell': cell.key,
-      'axes': cell.axes,
-      'base': cell.base_label,
-      'task': cell.settings['task'],
-      'discovery_rate': cell.discovery_rate,
-      'seed': cell.settings['seed'],
-      'method': cell.method,
-      'variant': cell.variant,
-      'config': cell.settings,
-      'original': key,
-      'ids_file': f'{ORIGINALS_DIR}/{key}/{cell_module.IDS_FILE}',
-      'num_train': len(prepared.splits.train.labels),
-      'num_forget': len(prepared.record.forget_ids_at(cell.discovery_rate)),
-      'before': before,
-      'after': after,
-      'train': train_record,
-      'unlearn': unlearned.record,
-      'model': describe(unlearned.model),
-      'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-      **cell_module.environment(),
-      'num_devices': mesh.size,  # The cell's own share of the devices.
-  }
-
-
-def _failure_record(cell: Cell, train_record: dict, mesh, error: str) -> dict:
-  """The record of a cell whose method diverged: no metrics, the error instead."""
-  return {'cell': cell.key, 'axes': cell.axes, 'base': cell.base_label,
-          'task': cell.settings['task'], 'discovery_rate': cell.discovery_rate,
-          'seed': cell.settings['seed'], 'method': cell.method, 'variant': cell.variant,
-          'config': cell.settings, 'original': cell.original_key, 'train': train_record,
-          'error': error, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-          **cell_module.environment(), 'num_devices': mesh.size}
+  return records.run_record(
+      cell.settings, mesh=mesh, train=train_record, **outcome, cell=cell.key, axes=cell.axes,
+      base=cell.base_label, task=cell.settings['task'], discovery_rate=cell.discovery_rate,
+      variant=cell.variant, original=key,
+      ids_file=f'{ORIGINALS_DIR}/{key}/{cell_module.IDS_FILE}')
 
 
 def check_overrides(grid: Sequence[Cell], overrides: Sequence[str]) -> None:
@@ -353,18 +302,20 @@ def check_overrides(grid: Sequence[Cell], overrides: Sequence[str]) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
-        only: Sequence[str] = (), parallel_cells: int = 1, overrides: Sequence[str] = ()) -> dict:
-  """Runs every (selected) cell not yet recorded; returns a summary and writes the reports.
+        overrides: Sequence[str] = ()) -> dict:
+  """Runs every cell `config.only` selects and no record holds yet; returns a summary and
+  writes the reports.
 
-  `parallel_cells` > 1 runs that many cells of one original model at once, each on its share
-  of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would alone on
-  a mesh of that size. `overrides`: the fields set on the command line, each of which must have
-  an effect in some cell.
+  `config.parallel_cells` > 1 runs that many cells of one original model at once, each on its
+  share of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would
+  alone on a mesh of that size. `overrides`: the fields set on the command line, each of which
+  must have an effect in some cell.
   """
   from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
   grid = expand_grid(config)
   check_overrides(grid, overrides)
-  cells = select(grid, only) if only else grid
+  cells = select(grid, config.only)
+  parallel_cells = config.parallel_cells
   meshes = concurrent.cell_meshes(parallel_cells)
   # Each value was checked alone; now the combinations (the rate combines with nothing).
   combinations = {json.dumps({**c.settings, 'discovery_rate': None}, sort_keys=True): c
@@ -373,8 +324,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
     cell_module.check_config(cell.config, meshes[0])
   workdir = workdir_lib.usable(workdir)
   results_path = workdir / store_module.RESULTS_FILE
-  status = workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
-                    owned=(store_module.RESULTS_FILE, REPORTS_DIR))  # Originals stay valid.
+  claimed = {k: v for k, v in config.to_dict().items() if k not in SCHEDULING_FIELDS}
+  status = workdir_lib.claim(workdir, claimed, overwrite=overwrite,
+                             owned=(store_module.RESULTS_FILE, REPORTS_DIR))  # Originals stay.
   store = store_module.ResultStore(results_path)
   finished = store.finished_cells()
   todo = [c for c in cells if c.key not in finished]
@@ -392,24 +344,28 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                  dynamic_ncols=True) as progress:
     for group in by_original.values():
       prepared, train_record = originals.get(group[0])
-      placed = concurrent.placements(meshes, prepared.on)
+      placed = concurrent.placements(meshes, prepared.placed_on)
 
       def work(cell, cell_mesh, placed=placed):
         try:
           return cell_module.unlearn_and_evaluate(cell.config, placed(cell_mesh), cell_mesh)
-        except training.NonFiniteLossError as error:
+        except trainer.NonFiniteLossError as error:
           return error
 
       for cell, cell_mesh, outcome in concurrent.run_cells(group, meshes, work):
-        if isinstance(outcome, training.NonFiniteLossError):
+        if isinstance(outcome, trainer.NonFiniteLossError):
           # A method that diverges is a result too: recorded (and not retried), not fatal.
           logging.warning('Cell %s diverged: %s', cell.key, outcome)
-          store.append(_failure_record(cell, train_record, cell_mesh, str(outcome)))
+          store.append(_record(cell, train_record, cell_mesh, error=str(outcome)))
         else:
-          store.append(_record(cell, prepared, train_record, cell_mesh, *outcome))
+          before, after, unlearned = outcome
+          store.append(_record(
+              cell, train_record, cell_mesh, before=before, after=after, unlearned=unlearned,
+              num_train=len(prepared.splits.train.labels),
+              num_forget=len(prepared.record.forget_ids_at(cell.discovery_rate))))
         progress.set_postfix_str(cell.key, refresh=False)
         progress.update(1)
-  records = store.read()
-  written = reports.write_reports(records, workdir / REPORTS_DIR)
-  return {'summary': reports.summary_table(records), 'results': str(results_path),
+  stored = store.read()
+  written = reports.write_reports(stored, workdir / REPORTS_DIR)
+  return {'summary': reports.summary_table(stored), 'results': str(results_path),
           'reports': [str(p) for p in written], 'ran': len(todo), 'selected': len(cells)}

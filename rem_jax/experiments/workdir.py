@@ -20,7 +20,7 @@ from typing import Any
 
 from rem_jax import checkpoints
 from rem_jax import files
-from rem_jax.experiments import fields as fields_lib
+from rem_jax import sections
 
 CONFIG_FILE = 'config.json'
 
@@ -56,7 +56,7 @@ def _show(value) -> str:
 
 def differences(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
   """(dotted field, old value, new value) for every field that differs, sorted by field."""
-  old_flat, new_flat = fields_lib.flatten(old), fields_lib.flatten(new)
+  old_flat, new_flat = sections.flatten(old), sections.flatten(new)
   return [(name, old_flat.get(name, _MISSING), new_flat.get(name, _MISSING))
           for name in sorted(set(old_flat) | set(new_flat))
           if old_flat.get(name, _MISSING) != new_flat.get(name, _MISSING)]

@@ -6,6 +6,7 @@ never looks at the test set.
 """
 
 import functools
+import sys
 from collections.abc import Callable
 
 import ml_collections
@@ -23,12 +24,6 @@ from rem_jax.methods import retrain
 from rem_jax.methods import scrub
 from rem_jax.methods.base import Task, TrainedModel, Unlearned
 
-_MODULES = {
-    'no_ul': no_ul, 'etd': etd, 'retrain': retrain, 'cf': cf, 'ascent': ascent, 'npo': npo,
-    'scrub': scrub, 'bad_teacher': bad_teacher, 'potion': potion,
-    **{variant: rem for variant in rem.VARIANTS},
-}
-
 METHODS: dict[str, Callable[..., Unlearned]] = {
     'no_ul': no_ul.no_ul, 'etd': etd.etd, 'retrain': retrain.retrain, 'cf': cf.cf,
     'ascent': ascent.ascent, 'npo': npo.npo, 'scrub': scrub.scrub,
@@ -44,17 +39,21 @@ def get_method(name: str) -> Callable[..., Unlearned]:
   return METHODS[name]
 
 
+def _module(name: str):
+  """The module that defines method `name` (its `default_config` and `check_settings`)."""
+  method = get_method(name)
+  return sys.modules[getattr(method, 'func', method).__module__]  # Unwraps REM's partials.
+
+
 def default_config(name: str) -> ml_collections.ConfigDict:
   """The default settings of method `name` (its `config.methods.<name>` section)."""
-  get_method(name)
-  return _MODULES[name].default_config()
+  return _module(name).default_config()
 
 
 def check_settings(name: str, config) -> ml_collections.ConfigDict:
   """Method `name`'s settings resolved and checked as the method itself will, without running
   it: a `ValueError` names the section (`methods.<name>`) and the setting."""
-  get_method(name)
-  module = _MODULES[name]
+  module = _module(name)
   try:
     return common.resolve_settings(config, module.default_config(), name,
                                    getattr(module, 'check_settings', None))

@@ -14,11 +14,11 @@ decay); for the ViT use Adam 2e-5 constant.
 import dataclasses
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from rem_jax import losses
+from rem_jax import seeds
 from rem_jax.methods import base
 from rem_jax.methods import common
 from rem_jax.models import init_variables
@@ -30,7 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def incompetent_teacher(model, seed: int, image_shape) -> dict:
   """The random teacher: a fresh init from a stream of the seed no other model uses."""
-  return init_variables(model, jax.random.fold_in(jax.random.key(seed), 4), image_shape)
+  return init_variables(model, seeds.key(seed, seeds.Stream.BAD_TEACHER_INIT), image_shape)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,14 +2,14 @@
 loop, accuracy on a view, the stop check, proxy selection, the stopwatch and the progress bar.
 
 A method's loop is Python between epochs and compiled code inside them: an epoch is a sequence
-of calls to one jitted step (`rem_jax.training.run_epoch`), accuracies are summed on the device
+of calls to one jitted step (`run_epoch`), accuracies are summed on the device
 (`Accuracy`) and read once per epoch, which is where the data-dependent decisions (stop when
 Acc(D_f) <= gamma, keep the best iteration) are made. Shapes never depend on the forget set, so
 every discovery rate reuses the same compiled steps: batch sizes over D_f derive from |D_c|, and
 a learning-rate schedule's length lives in the train state, not in the compiled program.
 
 The loss-based baselines are an `Objective` (a hashable dataclass: the per-example loss of the
-live model's logits, given frozen models' logits) run by `objective_step` inside `Epochs`.
+live model's logits, given frozen models' logits) run by `objective_step` inside `EpochLoop`.
 """
 
 import dataclasses
@@ -23,12 +23,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import tqdm
 
+from rem_jax import evaluation
 from rem_jax import expansion
+from rem_jax import losses
+from rem_jax import masks
+from rem_jax import optim
+from rem_jax import sections
+from rem_jax import seeds
 from rem_jax import sharding
-from rem_jax import training
+from rem_jax import trainer
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 from rem_jax.methods import base
@@ -81,10 +86,7 @@ def resolve_settings(config: Mapping | None, defaults: ml_collections.ConfigDict
   by `check`. Methods call it first, and `rem_jax.methods.check_settings` calls it before any
   model is trained, so a bad setting never costs a training run."""
   config = dict(config or {})
-  unknown = sorted(set(config) - set(defaults.keys()))
-  if unknown:
-    raise ValueError(f'{method} settings {unknown} are unknown; allowed: '
-                     f'{sorted(defaults.keys())}.')
+  sections.check_fields(config, defaults.keys(), method, kind='settings')
   settings = ml_collections.ConfigDict(defaults.to_dict())
   try:
     settings.update(config)
@@ -97,18 +99,12 @@ def resolve_settings(config: Mapping | None, defaults: ml_collections.ConfigDict
   if 'beta' in settings:
     check_beta(settings.beta)
   if 'optimizer' in settings:
-    optimizer_settings(settings)
+    optim.OptimizerSettings.from_config(settings)
   if 'eval_batch_size' in settings and not settings.eval_batch_size >= 1:
     raise ValueError(f'eval_batch_size={settings.eval_batch_size!r} must be >= 1.')
   if check is not None:
     check(settings)
   return settings
-
-
-def optimizer_settings(settings) -> training.OptimizerSettings:
-  """The one optimizer factory of the methods: `OptimizerSettings` from a method's settings."""
-  return training.OptimizerSettings(settings.optimizer, settings.learning_rate,
-                                    settings.momentum, settings.weight_decay, settings.schedule)
 
 
 # ---- Batch sizes ------------------------------------------------------------------------------
@@ -159,11 +155,11 @@ class Accuracy:
   batch_size: int
 
   def __post_init__(self):
-    object.__setattr__(self, '_step', training.jit_accuracy_step(self.model, self.mesh))
+    object.__setattr__(self, '_step', evaluation.jit_accuracy_step(self.model, self.mesh))
 
   def __call__(self, variables: dict, view: pipeline.View) -> float:
     """Reads the accuracy back (a host synchronisation: call it between epochs)."""
-    correct, count = training.view_accuracy(self._step, variables, view.images, view,
+    correct, count = evaluation.view_accuracy(self._step, variables, view.images, view,
                                             self.batch_size, self.mesh)
     return float(correct) / float(count)
 
@@ -245,55 +241,23 @@ def drop_mode_start(original: base.TrainedModel, image_shape) -> tuple[object, d
                                                      image_shape=image_shape)
 
 
-def start_state(variables: dict, optimizer: training.OptimizerSettings, key, mesh,
+def start_state(variables: dict, optimizer: optim.OptimizerSettings, key, mesh,
                 total_steps: int) -> dict:
   """A replicated train state whose learning-rate schedule spans `total_steps`.
 
   The schedule's length is part of the state ('schedule'), so a method whose step count depends
   on |D_f| still compiles its step once.
   """
-  state = training.create_train_state(variables, optimizer.build(), key)
-  state['schedule'] = training.schedule_lengths(total_steps)
+  state = trainer.create_train_state(variables, optimizer, key)
+  state['schedule'] = optim.schedule_lengths(total_steps)
   return sharding.replicate(state, mesh)
 
 
 def check_finite(state: dict, method: str, where: str) -> None:
   """Reads the state's finite flag (a host synchronisation) and raises on a NaN/inf loss."""
   if not bool(state['finite']):
-    raise training.NonFiniteLossError(
+    raise trainer.NonFiniteLossError(
         f'{method}: non-finite loss in {where}; lower its learning_rate.')
-
-
-def apply_model(model, params, batch_stats, inputs, mask, train: bool):
-  """Logits, and in train mode the updated batch statistics ({} for models without BN)."""
-  variables = {'params': params}
-  if batch_stats:
-    variables['batch_stats'] = batch_stats
-  if not train:
-    return model.apply(variables, inputs, mask, train=False), batch_stats
-  logits, updates = model.apply(variables, inputs, mask, train=True, mutable=['batch_stats'])
-  return logits, updates.get('batch_stats', {})
-
-
-def drop_mask(model, batch_size: int):
-  """The all-zero mask: drop mode (the extra units, if any, are off)."""
-  return jnp.zeros((batch_size, model.mask_size), jnp.float32)
-
-
-def augmented_inputs(model, state, images, batch):
-  """The batch's training inputs; the augmentation key is a function of (state rng, step)."""
-  key = jax.random.fold_in(state['rng'], state['step'])
-  return pipeline.training_inputs(images, batch, key, model.dtype)
-
-
-def apply_gradients(optimizer: training.OptimizerSettings, state: dict, loss_fn: Callable):
-  """Differentiates `loss_fn(params) -> (loss, batch_stats)` and applies one optimizer update."""
-  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-  updates, opt_state = optimizer.build(state.get('schedule')).update(
-      grads, state['opt_state'], state['params'])
-  return {**state, 'step': state['step'] + 1, 'opt_state': opt_state,
-          'params': optax.apply_updates(state['params'], updates), 'batch_stats': stats,
-          'finite': state['finite'] & jnp.isfinite(loss)}, {'loss': loss}
 
 
 # ---- The loss-based baselines: objective, compiled step, epoch loop ----------------------------
@@ -317,7 +281,7 @@ class Objective:
 class StepSetup:
   """The static part of a baseline's step: architecture, optimizer and objective."""
   model: object
-  optimizer: training.OptimizerSettings
+  optimizer: optim.OptimizerSettings
   objective: Objective
 
 
@@ -333,20 +297,35 @@ def objective_step(setup: StepSetup, state, images, batch, frozen):
     frozen: {'teachers': {name: variables}, 'extras': {...}}; replicated, never updated.
   """
   model = setup.model
-  inputs = augmented_inputs(model, state, images, batch)
-  zeros = drop_mask(model, inputs.shape[0])
+  inputs = trainer.augmented_inputs(model, state, images, batch)
+  zeros = masks.drop_mask(inputs.shape[0], model.mask_size)
   teacher_logits = {}
   for name in setup.objective.teachers:
     teacher = frozen['teachers'][name]
-    teacher_logits[name] = apply_model(model, teacher['params'], teacher.get('batch_stats', {}),
-                                       inputs, zeros, False)[0]
+    teacher_logits[name] = trainer.apply_model(model, teacher['params'],
+                                               teacher.get('batch_stats', {}), inputs, zeros,
+                                               False)[0]
 
   def loss_fn(params):
-    logits, stats = apply_model(model, params, state['batch_stats'], inputs, zeros, True)
+    logits, stats = trainer.apply_model(model, params, state['batch_stats'], inputs, zeros, True)
     per_example = setup.objective(logits, batch, teacher_logits, frozen['extras'])
-    return training.weighted_mean(per_example, batch.weights), stats
+    return losses.weighted_mean(per_example, batch.weights), {'batch_stats': stats}
 
-  return apply_gradients(setup.optimizer, state, loss_fn)
+  return trainer.apply_gradients(setup.optimizer.build(state.get('schedule')), state, loss_fn)
+
+
+def run_epoch(step_fn: Callable, state: dict, images, view: pipeline.View, batch_size: int,
+              key, mesh):
+  """One shuffled epoch over `view` (ceil(N / batch) steps); nothing is read back per step.
+
+  Returns:
+    (state, metrics) with metrics the on-device sums {'loss', 'correct', 'count'} of the epoch.
+  """
+  totals = None
+  for batch in view.training_epoch(batch_size, key, mesh):
+    state, metrics = step_fn(state, images, batch)
+    totals = metrics if totals is None else jax.tree.map(jnp.add, totals, metrics)
+  return state, totals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,14 +340,14 @@ class Phase:
     return math.ceil(self.view.num_examples / self.batch_size)
 
 
-class Epochs:
+class EpochLoop:
   """The one epoch loop of the loss-based baselines: whole epochs of an objective over a view.
 
   Counts the optimizer steps it runs. `frozen` holds the teachers and extras every objective of
   the method may read (replicated once).
   """
 
-  def __init__(self, model, optimizer: training.OptimizerSettings, mesh, *,
+  def __init__(self, model, optimizer: optim.OptimizerSettings, mesh, *,
                teachers: Mapping[str, dict] | None = None, extras: Mapping | None = None):
     self.model, self.optimizer, self.mesh = model, optimizer, mesh
     self.frozen = sharding.replicate({'teachers': dict(teachers or {}),
@@ -379,7 +358,7 @@ class Epochs:
     """One shuffled epoch of `phase` (`phase.steps` optimizer steps)."""
     setup = StepSetup(self.model, self.optimizer, phase.objective)
     step = lambda state, images, batch: objective_step(setup, state, images, batch, self.frozen)
-    state, _ = training.run_epoch(step, state, phase.view.images, phase.view, phase.batch_size,
+    state, _ = run_epoch(step, state, phase.view.images, phase.view, phase.batch_size,
                                   key, self.mesh)
     self.steps += phase.steps
     return state
@@ -395,12 +374,12 @@ def _start(original: base.TrainedModel, task: base.Task, settings, total_steps: 
   `teachers(start)` names the frozen models the objectives read, given the starting variables.
   """
   model, variables = drop_mode_start(original, task.views.train.images.shape[1:])
-  optimizer = optimizer_settings(settings)
-  root = jax.random.key(task.seed)
-  state = start_state(variables, optimizer, jax.random.fold_in(root, 1), task.mesh, total_steps)
-  loop = Epochs(model, optimizer, task.mesh,
+  optimizer = optim.OptimizerSettings.from_config(settings)
+  state = start_state(variables, optimizer, seeds.key(task.seed, seeds.Stream.AUGMENTATION),
+                      task.mesh, total_steps)
+  loop = EpochLoop(model, optimizer, task.mesh,
                 teachers=teachers(variables) if teachers else None, extras=extras)
-  return model, state, loop, jax.random.fold_in(root, 2)
+  return model, state, loop, seeds.key(task.seed, seeds.Stream.DATA_ORDER)
 
 
 def train_epochs(method: str, original: base.TrainedModel, task: base.Task, settings,
@@ -420,14 +399,14 @@ def train_epochs(method: str, original: base.TrainedModel, task: base.Task, sett
                                                           index))
       check_finite(state, method, f'epoch {epoch}')  # A read-back: the epoch has finished.
       bar.update()
-  return base.Unlearned(model, training.variables_of(state),
+  return base.Unlearned(model, trainer.variables_of(state),
                         {'steps': loop.steps, 'epochs': settings.epochs, **watch.record()})
 
 
 def until_forgotten(method: str, original: base.TrainedModel, task: base.Task, settings,
                     objective: Objective, *, teachers: Teachers | None = None
                     ) -> base.Unlearned:
-  """Epochs of `objective` over D_f until Acc(D_f) <= gamma, then the best epoch by the proxy.
+  """EpochLoop of `objective` over D_f until Acc(D_f) <= gamma, then the best epoch by the proxy.
 
   The procedure of gradient ascent and NPO (SPEC §8): at least one epoch, at most
   `settings.epochs`; after each epoch Acc(D_f) and Acc(D_r) (drop mode, eval mode, training
@@ -446,7 +425,7 @@ def until_forgotten(method: str, original: base.TrainedModel, task: base.Task, s
     for epoch in range(1, settings.epochs + 1):
       state = loop.run(state, phase, jax.random.fold_in(jax.random.fold_in(data_key, epoch), 0))
       check_finite(state, method, f'epoch {epoch}')
-      current = training.variables_of(state)
+      current = trainer.variables_of(state)
       forget_accuracy = watch.evaluating(accuracy, current, views.forget)
       retain_accuracy = watch.evaluating(accuracy, current, views.retain)
       score = proxy(retain_accuracy, forget_accuracy, settings.gamma)

@@ -29,8 +29,9 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from rem_jax import losses
+from rem_jax import masks
 from rem_jax import sharding
-from rem_jax import training
 from rem_jax.data import pipeline
 from rem_jax.methods import base
 from rem_jax.methods import common
@@ -73,7 +74,7 @@ def batch_importance(logits_fn, params, weights):
     params: the parameters.
     weights: (batch,) 1 for real examples, 0 for padding.
   """
-  loss = lambda p: training.weighted_mean(logit_norm(logits_fn(p)), weights)
+  loss = lambda p: losses.weighted_mean(logit_norm(logits_fn(p)), weights)
   return jax.tree.map(jnp.abs, jax.grad(loss)(params))
 
 
@@ -83,7 +84,7 @@ def _importance_step(model, mesh):
 
   def step(variables, images, batch):
     inputs = pipeline.eval_inputs(images, batch, model.dtype)
-    mask = common.drop_mask(model, inputs.shape[0])
+    mask = masks.drop_mask(inputs.shape[0], model.mask_size)
     logits_fn = lambda params: model.apply({**variables, 'params': params}, inputs, mask,
                                            train=False)
     return batch_importance(logits_fn, variables['params'], batch.weights)

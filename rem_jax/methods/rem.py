@@ -9,9 +9,9 @@ gamma; `epochs` iterations, the best by the proxy is returned. Defaults: at the 
 
 1. Expand: add extra units θo2 to the trained θo1 (`rem_jax.expansion.expand`; fresh
    PyTorch-default init). The new channels' BatchNorm running statistics are set from one pass
-   over D_tr (no augmentation, no gradient, train-mode normalisation, REM's masks), the base
-   channels keep θo1's. On an ETD base nothing is added: its extra units are θo2 and its
-   examples keep their ETD masks.
+   over D_tr (no augmentation, no gradient, train-mode normalisation, REM's masks; the exact
+   statistics come from `rem_jax.models.batch_stats`), the base channels keep θo1's. On an ETD
+   base nothing is added: its extra units are θo2 and its examples keep their ETD masks.
 2. The reference: a frozen copy of the expanded model in eval mode. The redirect term compares
    with it in mask mode (the live model's masks), the removal term in drop mode, i.e. with θo1
    alone (`remove_reference='mask'` reproduces the reference code, which used mask mode).
@@ -23,7 +23,8 @@ gamma; `epochs` iterations, the best by the proxy is returned. Defaults: at the 
       shared forget mask on D_f examples and own masks elsewhere, plus npo(ce_drop, ce_ref_drop)
       on D_f examples. BatchNorm statistics: base channels from the drop pass, extra channels
       from the mask pass.
-   c. Select: keep the iteration with the best Acc(D_r) * (1 - max(Acc(D_f), gamma)).
+   c. Select: keep the iteration with the best Acc(D_r) * (1 - max(Acc(D_f), gamma)). Each
+      iteration's record also holds Fig. 5's dynamics (`dynamics_probe`), a diagnostic.
 4. Drop θo2: the result has the original architecture.
 
 Variants: `rem_etd` (REM on an ETD-trained base), `rem_ideal` (shared mask and removal term over
@@ -37,22 +38,25 @@ import dataclasses
 import functools
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
 
+from rem_jax import evaluation
 from rem_jax import expansion
 from rem_jax import losses
 from rem_jax import masks
 from rem_jax import sharding
-from rem_jax import training
+from rem_jax import optim
+from rem_jax import seeds
+from rem_jax import trainer
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 from rem_jax.methods import base
 from rem_jax.methods import common
+from rem_jax.models import batch_stats
 
 VARIANTS = ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove')
 REMOVE_REFERENCES = ('drop', 'mask')
@@ -63,15 +67,9 @@ DEFAULT_P_MEM = 0.2
 
 def default_config() -> ml_collections.ConfigDict:
   """REM's settings (`config.methods.rem` and its variants' sections)."""
-  config = ml_collections.ConfigDict()
+  config = common.optimizer_config(schedule='constant')  # SGD lr 0.005, 10 epochs.
   config.beta = 1.0
   config.gamma = 0.2
-  config.optimizer = 'sgd'
-  config.learning_rate = 0.005
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.schedule = 'constant'
-  config.epochs = 10
   config.max_flush_epochs = 100
   # Extra units for a plain base, as a fraction of the full widths. Unset: 1 - capacity (fill up
   # to the full width), or 0.5 on a capacity-1.0 base. 0: no expansion (an ablation, and the
@@ -85,7 +83,6 @@ def default_config() -> ml_collections.ConfigDict:
   config.forget_masks = 'shared'
   config.remove_reference = 'drop'
   config.remove_reduction = 'batch'
-  config.eval_batch_size = 512
   return config
 
 
@@ -155,62 +152,16 @@ def split_batch_stats(base_from, extra_from, base_shapes):
   return expansion.merge_into(expansion.prune_to(base_from, base_shapes), extra_from)
 
 
-def _is_bn_input(module, method_name) -> bool:
-  # In ResNet9 every BatchNorm reads the output of the Conv beside it (ConvBN: 'conv' -> 'bn').
-  del method_name
-  return isinstance(module, nn.Conv)
-
-
-def _moments_step(model, variables, images, batch, batch_masks):
-  """Per-channel (Σ w·x, Σ w·x², Σ w) of every BatchNorm input over one batch."""
-  inputs = pipeline.eval_inputs(images, batch, model.dtype)
-  _, captured = model.apply(variables, inputs, batch_masks, train=True,
-                            mutable=['batch_stats', 'intermediates'],
-                            capture_intermediates=_is_bn_input)
-  weights = batch.weights
-
-  def moments(outputs):
-    x = outputs[0].astype(jnp.float32)
-    w = weights.reshape((-1,) + (1,) * (x.ndim - 1))
-    axes = tuple(range(x.ndim - 1))
-    count = jnp.sum(weights) * np.prod(x.shape[1:-1])
-    return jnp.sum(w * x, axes), jnp.sum(w * x * x, axes), count
-
-  stats = {}
-  for path, outputs in jax.tree_util.tree_flatten_with_path(
-      captured['intermediates'], is_leaf=lambda x: isinstance(x, tuple))[0]:
-    keys = [p.key for p in path]  # [..., 'conv', '__call__'] -> batch_stats [..., 'bn'].
-    stats[tuple(keys[:-2])] = moments(outputs)
-  return stats
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _exact_moments_step(setup: 'Setup', variables, images, batch, in_shared_all, mask_seed):
-  return _moments_step(setup.model, variables, images, batch,
-                       setup.masks(batch.ids, in_shared_all[batch.ids], mask_seed))
-
-
 def exact_batch_stats(setup: 'Setup', variables, view, in_shared_all, mask_seed, mesh,
                       batch_size):
   """Running statistics = the exact mean and (population) variance of each BatchNorm's input
-  over `view`, computed in one pass with train-mode normalisation and REM's masks (the shared
-  mask where `in_shared_all`, own masks elsewhere; `mask_seed` may be a device value).
+  over `view` (`rem_jax.models.batch_stats`), in one pass with train-mode normalisation and
+  REM's masks (the shared mask where `in_shared_all`, own masks elsewhere; `mask_seed` may be a
+  device value).
   """
-  totals = None
-  for batch in view.evaluation_batches(batch_size, mesh):
-    moments = _exact_moments_step(setup, variables, view.images, batch, in_shared_all,
-                                  mask_seed)
-    totals = moments if totals is None else jax.tree.map(jnp.add, totals, moments)
-  stats = jax.tree.map(lambda leaf: leaf, variables['batch_stats'])  # New dicts, same leaves.
-  for path, (first, second, count) in totals.items():
-    node = stats
-    for key in path:
-      node = node[key]
-    node = node['bn']
-    mean = first / count
-    node['mean'] = mean
-    node['var'] = jnp.maximum(second / count - mean * mean, 0.0)
-  return stats
+  return batch_stats.exact_statistics(variables['batch_stats'], (
+      batch_moments_step(setup, variables, view.images, batch, in_shared_all, mask_seed)
+      for batch in view.evaluation_batches(batch_size, mesh)))
 
 
 # ---- The compiled steps -------------------------------------------------------------------------
@@ -223,7 +174,7 @@ class Setup:
   mask seed is a device value, `state['mask_seed']`)."""
   model: object
   p_mem: float
-  optimizer: training.OptimizerSettings
+  optimizer: optim.OptimizerSettings
   image_shape: tuple[int, ...]
   beta: float = 1.0
   remove_reference: str = 'drop'
@@ -240,6 +191,14 @@ class Setup:
                               mask_size=self.model.mask_size)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def batch_moments_step(setup: Setup, variables, images, batch, in_shared_all, mask_seed):
+  """The moments of every BatchNorm's input over one batch, with REM's masks (Step 1)."""
+  batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids], mask_seed)
+  inputs = pipeline.eval_inputs(images, batch, setup.model.dtype)
+  return batch_stats.input_moments(setup.model, variables, inputs, batch_masks, batch.weights)
+
+
 def with_mask_seed(state: dict, mask_seed: int) -> dict:
   """The train state carrying the run's mask seed (a device value: no recompile per seed).
 
@@ -252,44 +211,45 @@ def with_mask_seed(state: dict, mask_seed: int) -> dict:
 def flush_step(setup: Setup, state, images, batch, reference):
   """One NPO step on a batch of D_f in drop mode (REM Step 2)."""
   model = setup.model
-  inputs = common.augmented_inputs(model, state, images, batch)
-  zeros = common.drop_mask(model, inputs.shape[0])
+  inputs = trainer.augmented_inputs(model, state, images, batch)
+  zeros = masks.drop_mask(inputs.shape[0], model.mask_size)
   reference_mask = (zeros if setup.remove_reference == 'drop' else
                     setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool), state['mask_seed']))
-  ref_logits, _ = common.apply_model(model, reference['params'],
-                                     reference.get('batch_stats', {}), inputs, reference_mask,
-                                     False)
+  ref_logits, _ = trainer.apply_model(model, reference['params'],
+                                      reference.get('batch_stats', {}), inputs, reference_mask,
+                                      False)
   ce_ref = losses.cross_entropy(ref_logits, batch.labels)
 
   def loss_fn(params):
-    logits, stats = common.apply_model(model, params, state['batch_stats'], inputs, zeros, True)
+    logits, stats = trainer.apply_model(model, params, state['batch_stats'], inputs, zeros, True)
     ce = losses.cross_entropy(logits, batch.labels)
     if stats:  # Only base channels served this drop pass; extra channels keep theirs.
       stats = split_batch_stats(stats, state['batch_stats'], setup.base_stat_shapes())
-    return training.weighted_mean(losses.npo(ce, ce_ref, beta=setup.beta), batch.weights), stats
+    loss = losses.weighted_mean(losses.npo(ce, ce_ref, beta=setup.beta), batch.weights)
+    return loss, {'batch_stats': stats}
 
-  return common.apply_gradients(setup.optimizer, state, loss_fn)
+  return trainer.apply_gradients(setup.optimizer.build(state.get('schedule')), state, loss_fn)
 
 
 def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all, in_shared_all):
-  """REM Step 3's loss as a function of the live parameters: -> (loss, new batch statistics)."""
+  """REM Step 3's loss as a function of the live parameters: -> (loss, {'batch_stats'})."""
   model = setup.model
   in_forget = in_forget_all[batch.ids]
   batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids], state['mask_seed'])
-  zeros = jnp.zeros_like(batch_masks)
+  zeros = masks.drop_mask(*batch_masks.shape)
   ref_stats = reference.get('batch_stats', {})
   ref_ce = lambda mask: losses.cross_entropy(
-      common.apply_model(model, reference['params'], ref_stats, inputs, mask, False)[0],
+      trainer.apply_model(model, reference['params'], ref_stats, inputs, mask, False)[0],
       batch.labels)
   ce_ref_mask = ref_ce(batch_masks)
   ce_ref_drop = ref_ce(zeros) if setup.remove_reference == 'drop' else ce_ref_mask
 
   def loss_fn(params):
-    drop_logits, drop_stats = common.apply_model(model, params, state['batch_stats'], inputs,
+    drop_logits, drop_stats = trainer.apply_model(model, params, state['batch_stats'], inputs,
                                                  zeros, True)
     ce_drop = losses.cross_entropy(drop_logits, batch.labels)
     if setup.redirect_into_extra:
-      mask_logits, mask_stats = common.apply_model(model, params, state['batch_stats'], inputs,
+      mask_logits, mask_stats = trainer.apply_model(model, params, state['batch_stats'], inputs,
                                                    batch_masks, True)
       ce_mask = losses.cross_entropy(mask_logits, batch.labels)
     else:  # No pass in mask mode: the extra channels keep their statistics.
@@ -301,7 +261,7 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
     loss = reduce_terms(redirect, removal, in_forget, setup.remove_reduction)
     stats = (split_batch_stats(drop_stats, mask_stats, setup.base_stat_shapes())
              if drop_stats else {})
-    return loss, stats
+    return loss, {'batch_stats': stats}
 
   return loss_fn
 
@@ -309,9 +269,9 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def repair_step(setup: Setup, state, images, batch, reference, in_forget_all, in_shared_all):
   """One repair + redirect step on a batch of D_tr (REM Step 3)."""
-  inputs = common.augmented_inputs(setup.model, state, images, batch)
-  return common.apply_gradients(setup.optimizer, state, repair_loss_fn(
-      setup, state, inputs, batch, reference, in_forget_all, in_shared_all))
+  inputs = trainer.augmented_inputs(setup.model, state, images, batch)
+  loss_fn = repair_loss_fn(setup, state, inputs, batch, reference, in_forget_all, in_shared_all)
+  return trainer.apply_gradients(setup.optimizer.build(state.get('schedule')), state, loss_fn)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -322,6 +282,33 @@ def shared_mask_accuracy_step(model, p_mem, mask_seed, variables, images, batch)
   mask = jnp.broadcast_to(shared, (inputs.shape[0], model.mask_size))
   correct = jnp.argmax(model.apply(variables, inputs, mask, train=False), -1) == batch.labels
   return jnp.sum(correct * batch.weights), jnp.sum(batch.weights)
+
+
+# ---- Fig. 5's dynamics (a diagnostic: no part of the algorithm) --------------------------------
+
+
+def dynamics_probe(task: base.Task, forget_ids, setup: Setup, mask_seed, accuracy,
+                   eval_batch: int):
+  """-> probe(variables): an iteration's dynamics entries for its record (Fig. 5).
+
+  Both read D_c against its corrupted labels: 'corrupted_accuracy_drop' with the extra units
+  off (`accuracy`, the run's drop-mode accuracy), 'corrupted_accuracy_shared_mask' with the
+  shared forget mask on every example.
+  """
+  views = task.views
+  # The dynamics watch D_c; a practitioner does not know it, and D_f stands in.
+  known = task.record.corrupted_ids if task.record is not None else forget_ids
+  corrupted_view = views.train.subset(np.searchsorted(views.train.ids, known))
+  shared_accuracy = functools.partial(shared_mask_accuracy_step, setup.model, setup.p_mem,
+                                      mask_seed)
+
+  def probe(variables) -> dict:
+    correct, count = evaluation.view_accuracy(shared_accuracy, variables, views.train.images,
+                                              corrupted_view, eval_batch, task.mesh)
+    return {'corrupted_accuracy_drop': accuracy(variables, corrupted_view),
+            'corrupted_accuracy_shared_mask': float(correct) / float(count)}
+
+  return probe
 
 
 # ---- The method --------------------------------------------------------------------------------
@@ -350,7 +337,7 @@ def _expanded_start(original: base.TrainedModel, settings, task: base.Task, vari
     raise ValueError(f'REM needs extra units: the base has none and expansion={amount} adds '
                      'none at these widths; raise expansion (or set 0 to run without).')
   variables = expansion.expand(original.variables, model,
-                               jax.random.fold_in(jax.random.key(task.seed), 0),
+                               seeds.key(task.seed, seeds.Stream.EXPANSION_INIT),
                                image_shape=task.views.train.images.shape[1:])
   return model, variables, mask_config
 
@@ -365,7 +352,6 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   num_examples = views.train.num_examples
   forget_ids = corruptions.check_forget_ids(task.forget_ids, num_examples)
   watch = common.Stopwatch()
-  root = jax.random.key(task.seed)
   image_shape = tuple(views.train.images.shape[1:])
   steps_per_epoch = math.ceil(num_examples / task.batch_size)
 
@@ -373,7 +359,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   model, variables, mask_config = _expanded_start(original, settings, task, variant)
   setup = Setup(
       model=model, p_mem=mask_config.p_mem, image_shape=image_shape, beta=settings.beta,
-      optimizer=common.optimizer_settings(settings),
+      optimizer=optim.OptimizerSettings.from_config(settings),
       remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
       redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
   # Who gets the removal term and the shared mask: D_f, or D_c for IDEAL.
@@ -393,25 +379,21 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   # 2. The frozen reference; the live state owns copies (steps donate it).
   reference = sharding.replicate(variables, mesh)
   state = with_mask_seed(common.start_state(variables, setup.optimizer,
-                                            jax.random.fold_in(root, 1), mesh,
-                                            settings.epochs * steps_per_epoch),
+                                            seeds.key(task.seed, seeds.Stream.AUGMENTATION),
+                                            mesh, settings.epochs * steps_per_epoch),
                          mask_config.mask_seed)
   flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
   repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
                                                     in_forget, in_shared)
   accuracy = common.Accuracy(model, mesh, eval_batch)
-  shared_accuracy = functools.partial(shared_mask_accuracy_step, model, mask_config.p_mem,
-                                      mask_seed)
+  dynamics = dynamics_probe(task, forget_ids, setup, mask_seed, accuracy, eval_batch)
   flush_batch = common.forget_batch_size(task)
-  # The dynamics watch D_c; a practitioner does not know it, and D_f stands in.
-  known = task.record.corrupted_ids if task.record is not None else forget_ids
-  corrupted_view = views.train.subset(np.searchsorted(views.train.ids, known))
 
   images = views.train.images
   best = common.BestIteration()
   iterations = []
   flush_steps = repair_steps = 0
-  data_key = jax.random.fold_in(root, 2)
+  data_key = seeds.key(task.seed, seeds.Stream.DATA_ORDER)
   # One bar over the iterations: their count is fixed, so its ETA is real. A flush stops early
   # (at most max_flush_epochs, usually a few), so it gets no ETA of its own: the postfix shows its
   # epochs so far and Acc(D_f) on the way down to gamma, then each iteration's outcome.
@@ -419,37 +401,31 @@ def rem(original: base.TrainedModel, task: base.Task, config,
     for iteration in range(1, settings.epochs + 1):
       epoch_key = jax.random.fold_in(data_key, iteration)
       # 3a. Remove: flush until the forget set is forgotten (uncounted steps).
-      flush_trace = [watch.evaluating(accuracy, training.variables_of(state), views.forget)]
+      flush_trace = [watch.evaluating(accuracy, trainer.variables_of(state), views.forget)]
       while (not common.forgotten(flush_trace[-1], settings.gamma)
              and len(flush_trace) <= settings.max_flush_epochs):
-        state, _ = training.run_epoch(flush, state, images, views.forget, flush_batch,
-                                      jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
+        state, _ = common.run_epoch(flush, state, images, views.forget, flush_batch,
+                                    jax.random.fold_in(epoch_key, len(flush_trace)), mesh)
         flush_steps += math.ceil(views.forget.num_examples / flush_batch)
-        flush_trace.append(watch.evaluating(accuracy, training.variables_of(state),
+        flush_trace.append(watch.evaluating(accuracy, trainer.variables_of(state),
                                             views.forget))
         common.show(bar, f'flush={len(flush_trace) - 1}/{settings.max_flush_epochs}, '
                     f'Acc(D_f)={flush_trace[-1]:.3f}')
       # 3b. Repair + redirect: one epoch of D_tr.
-      state, _ = training.run_epoch(repair, state, images, views.train, task.batch_size,
-                                    epoch_key, mesh)
+      state, _ = common.run_epoch(repair, state, images, views.train, task.batch_size,
+                                  epoch_key, mesh)
       repair_steps += steps_per_epoch
       common.check_finite(state, 'REM', f'iteration {iteration}')
       # 3c. Select on the training-data proxy.
-      current = training.variables_of(state)
+      current = trainer.variables_of(state)
       retain_accuracy = watch.evaluating(accuracy, current, views.retain)
       forget_accuracy = watch.evaluating(accuracy, current, views.forget)
       score = common.proxy(retain_accuracy, forget_accuracy, settings.gamma)
-      correct, count = watch.evaluating(training.view_accuracy, shared_accuracy, current, images,
-                                        corrupted_view, eval_batch, mesh)
       iterations.append({
           'iteration': iteration, 'flush_epochs': len(flush_trace) - 1,
           'flush_forget_accuracy': flush_trace, 'proxy': score,
           'retain_accuracy': retain_accuracy, 'forget_accuracy': forget_accuracy,
-          # Dynamics (Fig. 5): D_c (else D_f) vs its corrupted labels, extra units off / shared
-          # mask on.
-          'corrupted_accuracy_drop': watch.evaluating(accuracy, current, corrupted_view),
-          'corrupted_accuracy_shared_mask': float(correct) / float(count),
-      })
+          **watch.evaluating(dynamics, current)})
       best.offer(iteration, score, current)
       common.show(bar, f'flush={len(flush_trace) - 1}, Acc(D_f)={forget_accuracy:.3f}, '
                   f'proxy={score:.3f}', advance=1)

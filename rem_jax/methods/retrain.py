@@ -11,9 +11,9 @@ from the original model's, so Retrain is not a replay of the original's start.
 
 import dataclasses
 
-import jax
 import ml_collections
 
+from rem_jax import seeds
 from rem_jax import trainer
 from rem_jax.methods import base
 from rem_jax.methods import common
@@ -38,7 +38,7 @@ def check_settings(settings) -> None:
 
 def fresh_variables(model, seed: int, image_shape) -> dict:
   """Retrain's initialisation: a stream of the seed that the original model's init never uses."""
-  return init_variables(model, jax.random.fold_in(jax.random.key(seed), 3), image_shape)
+  return init_variables(model, seeds.key(seed, seeds.Stream.RETRAIN_INIT), image_shape)
 
 
 def retrain(original: base.TrainedModel, task: base.Task, config) -> base.Unlearned:
@@ -49,7 +49,8 @@ def retrain(original: base.TrainedModel, task: base.Task, config) -> base.Unlear
                      'for a launch.py workdir checkpoint).')
   recipe = task.recipe
   if settings.retrain_lr == 'unlearn':
-    recipe = dataclasses.replace(recipe, learning_rate=settings.unlearn_learning_rate)
+    recipe = dataclasses.replace(recipe, optimizer=dataclasses.replace(
+        recipe.optimizer, learning_rate=settings.unlearn_learning_rate))
   watch = common.Stopwatch()
   views = task.views
   variables = fresh_variables(original.model, task.seed, views.train.images.shape[1:])

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from rem_jax import masks
+
 # floor(capacity * width) must not lose a unit to floating point (0.7 * 10 = 6.999...).
 _FLOOR_TOLERANCE = 1e-6
 
@@ -83,5 +85,4 @@ def init_variables(model, key, image_shape: Sequence[int] | None = None) -> dict
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _jitted_init(model, key, image_shape):
   images = jnp.zeros((1,) + image_shape, jnp.float32)
-  mask = jnp.zeros((1, model.mask_size), jnp.float32)
-  return dict(model.init(key, images, mask, train=False))
+  return dict(model.init(key, images, masks.drop_mask(1, model.mask_size), train=False))

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import jax.numpy as jnp
 
+from rem_jax import sections
 from rem_jax.models.resnet9 import ResNet9
 from rem_jax.models.vit import ViT
 
@@ -30,9 +31,7 @@ def build_model(config: Mapping):
     raise ValueError(f'model.dtype={dtype!r} is not supported; allowed: {sorted(DTYPES)}.')
   cls = MODELS[name]
   allowed = sorted(f for f in cls.__dataclass_fields__ if f not in ('parent', 'name', 'dtype'))
-  unknown = sorted(set(fields) - set(allowed))
-  if unknown:
-    raise ValueError(f'model fields {unknown} are not fields of {name}; allowed: {allowed}.')
+  sections.check_fields(fields, allowed, f'model ({name})')
   return cls(dtype=DTYPES[dtype], **fields)
 
 

@@ -1,15 +1,15 @@
-"""Training: schedule and optimizer literals, sharded steps, ETD masks, metrics."""
+"""The train step (sharded as on one device, ETD masks, the finite flag), prediction, metrics."""
 
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from rem_jax import expansion, masks, metrics, sharding, training
+from rem_jax import evaluation, expansion, masks, metrics, optim, sharding, trainer
 from rem_jax.data import pipeline, sources
+from rem_jax.methods import common
 from rem_jax.models import init_variables
 from tests import tiny
 
@@ -32,63 +32,21 @@ def _view(dataset, mesh):
 def _train(model, variables, dataset, mesh, *, epochs=1, mask_config=None, lr=0.05,
            steps=None):
   """`epochs` epochs, or only the first `steps` steps of the first epoch."""
-  optimizer = training.make_optimizer('sgd', lr)
-  config = training.TrainStepConfig(model, optimizer, mask_config)
+  optimizer = optim.OptimizerSettings('sgd', lr)
+  config = trainer.TrainStepConfig(model, optimizer, mask_config)
   state = sharding.replicate(
-      training.create_train_state(variables, optimizer, jax.random.key(1)), mesh)
+      trainer.create_train_state(variables, optimizer, jax.random.key(1)), mesh)
   images, view = _view(dataset, mesh)
-  step = training.jit_train_step(config, mesh)
+  step = trainer.jit_train_step(config, mesh)
   if steps is not None:
     batches = view.training_epoch(BATCH, jax.random.key(100), mesh)
     for _, batch in zip(range(steps), batches):
       state, totals = step(state, images, batch)
     return state, totals
   for epoch in range(epochs):
-    state, totals = training.run_epoch(step, state, images, view, BATCH,
-                                       jax.random.key(100 + epoch), mesh)
+    state, totals = common.run_epoch(step, state, images, view, BATCH,
+                                     jax.random.key(100 + epoch), mesh)
   return state, totals
-
-
-def test_warmup_linear_decay_literals():
-  schedule = training.warmup_linear_decay(0.025, 4000)
-  for step, expected in [(0, 0.025 / 41), (20, 0.025 / 41 + (0.025 - 0.025 / 41) / 2),
-                         (40, 0.025), (2040, 0.015), (4000, 0.0052)]:
-    np.testing.assert_allclose(schedule(step), expected, rtol=1e-5)
-  # Short runs still warm up for one step.
-  np.testing.assert_allclose(training.warmup_linear_decay(1.0, 10)(1), 1.0, rtol=1e-6)
-
-
-def test_schedule_lengths_on_the_device_match_the_static_schedule():
-  # Methods keep (total_steps, warmup) in their state: one compiled step for any length.
-  @jax.jit
-  def learning_rates(lengths):
-    return jax.vmap(training.warmup_linear_decay(0.025, **lengths))(jnp.arange(4001))
-
-  for total in (4000, 350, 10):
-    static = jax.vmap(training.warmup_linear_decay(0.025, total))(jnp.arange(4001))
-    np.testing.assert_allclose(learning_rates(training.schedule_lengths(total)), static,
-                               rtol=1e-5, atol=1e-8)
-  assert learning_rates._cache_size() == 1
-  assert training.warmup_steps(350) == 4 and training.warmup_steps(250) == 2  # Python's round.
-
-
-def test_sgd_and_adam_use_coupled_weight_decay():
-  params = {'w': jnp.array([1.0, -2.0])}
-  grads = {'w': jnp.array([0.5, 0.5])}
-  decayed = grads['w'] + 0.1 * params['w']  # L2 enters the gradient, before momentum.
-  sgd = training.make_optimizer('sgd', 0.1, momentum=0.9, weight_decay=0.1)
-  updates, state = sgd.update(grads, sgd.init(params), params)
-  np.testing.assert_allclose(updates['w'], -0.1 * decayed, rtol=1e-6)
-  updates, _ = sgd.update(grads, state, params)  # Momentum: buffer = 0.9 buffer + gradient.
-  np.testing.assert_allclose(updates['w'], -0.1 * (0.9 * decayed + decayed), rtol=1e-6)
-  adam = training.make_optimizer('adam', 0.1, weight_decay=0.1)
-  plain = optax.adam(0.1)
-  updates, _ = adam.update(grads, adam.init(params), params)
-  expected, _ = plain.update({'w': decayed}, plain.init(params))
-  np.testing.assert_allclose(updates['w'], expected['w'], rtol=1e-6)
-  with pytest.raises(ValueError, match=r"optimizer='rmsprop' is not supported; allowed: "
-                     r"\['sgd', 'adam'\]"):
-    training.make_optimizer('rmsprop', 0.1)
 
 
 def test_eight_devices_match_one_device_and_the_batch_is_sharded(shapes_data):
@@ -109,10 +67,10 @@ def test_eight_devices_match_one_device_and_the_batch_is_sharded(shapes_data):
   batch = next(view.training_epoch(BATCH, jax.random.key(0), mesh8))
   assert len(batch.ids.addressable_shards) == 8
   assert {s.data.shape for s in batch.ids.addressable_shards} == {(BATCH // 8,)}
-  optimizer = training.make_optimizer('sgd', 0.05)
+  optimizer = optim.OptimizerSettings('sgd', 0.05)
   state = sharding.replicate(
-      training.create_train_state(variables, optimizer, jax.random.key(1)), mesh8)
-  compiled = training.jit_train_step(training.TrainStepConfig(model, optimizer), mesh8).lower(
+      trainer.create_train_state(variables, optimizer, jax.random.key(1)), mesh8)
+  compiled = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh8).lower(
       state, images, batch).compile()
   batch_sharding = compiled.input_shardings[0][2].ids
   assert batch_sharding.spec == sharding.batch_sharding(mesh8).spec
@@ -128,23 +86,23 @@ def test_training_lowers_the_loss_and_keeps_base_widths(shapes_data):
   assert float(last['loss']) < float(first['loss'])
   assert bool(state['finite'])
   # The capacity-0.5 model's trained tree has exactly the base widths.
-  chex.assert_trees_all_equal_shapes(training.variables_of(state),
+  chex.assert_trees_all_equal_shapes(trainer.variables_of(state),
                                      expansion.variable_shapes(model, SHAPE))
   assert state['params']['conv1']['conv']['kernel'].shape[-1] == 4
 
 
 def test_etd_masks_are_per_example_and_fixed():
   model = tiny.tiny_resnet()
-  config = training.TrainStepConfig(model, training.make_optimizer('sgd', 0.1),
-                                    masks.MaskConfig(mask_seed=3, p_mem=0.2))
+  config = trainer.TrainStepConfig(model, optim.OptimizerSettings('sgd', 0.1),
+                                   masks.MaskConfig(mask_seed=3, p_mem=0.2))
   ids = jnp.array([4, 7, 4])
-  drawn = training.training_masks(config, ids)
+  drawn = trainer.training_masks(config, ids)
   np.testing.assert_array_equal(drawn, masks.example_masks(ids, mask_seed=3, p_mem=0.2,
                                                            mask_size=model.mask_size))
   np.testing.assert_array_equal(drawn[0], drawn[2])
   assert not np.array_equal(drawn[0], drawn[1])
   with pytest.raises(ValueError, match='ETD training needs a mask_config'):
-    training.TrainStepConfig(model, training.make_optimizer('sgd', 0.1))
+    trainer.TrainStepConfig(model, optim.OptimizerSettings('sgd', 0.1))
 
 
 def test_etd_with_p_mem_zero_trains_exactly_the_base_network(shapes_data):
@@ -160,12 +118,12 @@ def test_etd_with_p_mem_zero_trains_exactly_the_base_network(shapes_data):
                   steps=3)
   plain, _ = _train(model.base_model(), base_init, shapes_data, mesh, steps=3)
   chex.assert_trees_all_close(
-      expansion.drop(training.variables_of(etd), model, image_shape=SHAPE),
-      training.variables_of(plain), atol=1e-5, rtol=1e-4)
+      expansion.drop(trainer.variables_of(etd), model, image_shape=SHAPE),
+      trainer.variables_of(plain), atol=1e-5, rtol=1e-4)
   # With masks on (p_mem 0.2), the extra units take part and the base units train differently.
   etd_on, _ = _train(model, full, shapes_data, mesh, mask_config=masks.MaskConfig(0, p_mem=0.2),
                      steps=3)
-  dropped_on = expansion.drop(training.variables_of(etd_on), model, image_shape=SHAPE)
+  dropped_on = expansion.drop(trainer.variables_of(etd_on), model, image_shape=SHAPE)
   assert not np.allclose(dropped_on['params']['head']['kernel'],
                          plain['params']['head']['kernel'], atol=1e-4)
 
@@ -184,15 +142,15 @@ def test_predict_covers_every_example_once(shapes_data):
   mesh = sharding.make_mesh()
   images, view = _view(shapes_data, mesh)
   subset = view.subset(np.arange(37))  # Not a multiple of the batch: the last batch is padded.
-  predict_fn = training.jit_predict_step(model, mesh)
-  predictions = training.predict(predict_fn, variables, images, subset, BATCH, mesh)
+  predict_fn = evaluation.jit_predict_step(model, mesh)
+  predictions = evaluation.predict(predict_fn, variables, images, subset, BATCH, mesh)
   assert predictions.shape == (37,)
   inputs = pipeline.normalise(jnp.asarray(shapes_data.images[:37]))
   direct = jnp.argmax(model.apply(variables, inputs, None), -1)
   np.testing.assert_array_equal(predictions, direct)
   # The on-device (correct, count) pair agrees, padding excluded.
-  correct, count = training.view_accuracy(training.jit_accuracy_step(model, mesh), variables,
-                                          images, subset, BATCH, mesh)
+  correct, count = evaluation.view_accuracy(evaluation.jit_accuracy_step(model, mesh), variables,
+                                            images, subset, BATCH, mesh)
   assert float(count) == 37
   assert float(correct) == float(np.sum(predictions == subset.labels))
 

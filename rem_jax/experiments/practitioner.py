@@ -25,17 +25,18 @@ from rem_jax import files
 from rem_jax import masks
 from rem_jax import metrics
 from rem_jax import methods
+from rem_jax import sections
 from rem_jax import sharding
 from rem_jax import trainer
-from rem_jax import training
 from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 from rem_jax.data import sources
 from rem_jax.experiments import cell
 from rem_jax.experiments import config_lib
 from rem_jax.experiments import fields
+from rem_jax.experiments import records
 from rem_jax.experiments import workdir as workdir_lib
-from rem_jax.models import describe, init_variables
+from rem_jax.models import describe
 
 RESULTS_FILE = 'results.json'
 IDS_FILE = 'forget_ids.json'
@@ -93,7 +94,7 @@ def read_ids(path) -> np.ndarray:
 def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
   """Every field of an unlearning config, before any data or model is loaded."""
   fields.check_names(config.to_dict(), config_lib.unlearn_config().to_dict(),
-                     sections=('data', 'model'))
+                     nested=('data', 'model'))
   for field in ('checkpoint', 'forget_ids'):
     if not config[field]:
       raise ValueError(f'{field} is required: pass --config.{field}=PATH.')
@@ -143,8 +144,8 @@ def trained_with(config) -> dict | None:
 
 def check_matches(config, recorded: dict) -> None:
   """The data and model named here are those the checkpoint was trained with."""
-  given = fields.flatten(config.to_dict())
-  trained = fields.flatten(recorded)
+  given = sections.flatten(config.to_dict())
+  trained = sections.flatten(recorded)
   names = list(_DATA_FIELDS) + [f'model.{k}' for k in config.model if k != 'expansion']
   names.append('base')
   if recorded.get('base') == 'etd':
@@ -178,15 +179,10 @@ def load_trained(config, image_shape) -> methods.TrainedModel:
     expansion.check_shapes(variables, expansion.variable_shapes(model, image_shape),
                            f'checkpoint {source} does not match config.model')
     return methods.TrainedModel(model, variables, mask_config)
-  # The train state's optimizer part has the structure of the original run's optimizer.
-  optimizer = trainer.Recipe.from_config(recorded['train']).make_optimizer()
-  target = jax.eval_shape(lambda: training.create_train_state(
-      init_variables(model, jax.random.key(0), image_shape), optimizer, jax.random.key(0)))
-  with checkpoints.Checkpointer(source) as checkpointer:
-    state, metadata = checkpointer.restore(target)
+  variables, metadata = trainer.load_variables(source, model, image_shape)
   if 'mask_config' in metadata:  # An ETD base: its masks are part of the model.
     mask_config = masks.MaskConfig.from_dict(metadata['mask_config'])
-  return methods.TrainedModel(model, training.variables_of(state), mask_config)
+  return methods.TrainedModel(model, variables, mask_config)
 
 
 def training_recipe(config) -> trainer.Recipe | None:
@@ -267,9 +263,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
     checkpointer.save(0, unlearned.variables, {'model': describe(unlearned.model),
                                                'method': config.method,
                                                'num_forget_ids': len(forget_ids)})
-  result = {'config': config.to_dict(), 'seed': config.seed, 'ids_file': IDS_FILE,
-            'before': before, 'after': after, 'method': unlearned.record,
-            'model': describe(unlearned.model), 'msgpack_file': MSGPACK_FILE}
+  result = records.run_record(config.to_dict(), mesh=mesh, before=before, after=after,
+                              unlearned=unlearned, ids_file=IDS_FILE, msgpack_file=MSGPACK_FILE)
   files.write_json_atomic(workdir / RESULTS_FILE, result)
   logging.info('Before: %s; after: %s.', before, after)
   return result

@@ -2,10 +2,10 @@
 
 import pytest
 
-from rem_jax.experiments import floors
+from rem_jax.experiments import flop_floors
 
 # 100 training images of which 10 are forgotten; training ran 50 steps of 20 (3,000 F of work).
-SIZES = floors.Sizes(train=100, forget=10, batch_size=20, training_steps=50, expanded_cost=2.0)
+SIZES = flop_floors.Sizes(train=100, forget=10, batch_size=20, training_steps=50, expanded_cost=2.0)
 
 
 @pytest.mark.parametrize('method, unlearn, forwards', [
@@ -23,10 +23,10 @@ SIZES = floors.Sizes(train=100, forget=10, batch_size=20, training_steps=50, exp
      2 * (100 + 120 + 50 + 1400 + 200)),
 ])
 def test_floors_count_each_methods_passes(method, unlearn, forwards):
-  assert floors.floor_forwards(method, unlearn, SIZES) == forwards
-  assert floors.floor_percent(method, unlearn, SIZES) == pytest.approx(100 * forwards / 3000)
+  assert flop_floors.floor_forwards(method, unlearn, SIZES) == forwards
+  assert flop_floors.floor_percent(method, unlearn, SIZES) == pytest.approx(100 * forwards / 3000)
 
 
 def test_an_unknown_method_is_named():
   with pytest.raises(ValueError, match="method='sgd' has no FLOP floor"):
-    floors.floor_forwards('sgd', {}, SIZES)
+    flop_floors.floor_forwards('sgd', {}, SIZES)

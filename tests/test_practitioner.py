@@ -12,7 +12,7 @@ import pytest
 
 from configs import quickstart, unlearn as unlearn_config
 from rem_jax import checkpoints, expansion, experiments
-from rem_jax.experiments import unlearn
+from rem_jax.experiments import practitioner
 from tests import cli
 
 TRAINED_STEPS = 24  # The `trained` fixture's run: one checkpoint, at its last step.
@@ -64,34 +64,33 @@ def test_unlearning_a_checkpoint_writes_model_ids_and_metrics(trained, tmp_path)
   result = experiments.run(_config(trained, ids_path), out)
   assert set(result['before']) == {'utility', 'forget_accuracy', 'retain_accuracy'}
   assert result['after']['forget_accuracy'] <= 0.2  # REM's flush drove D_f down.
-  assert json.loads((out / unlearn.IDS_FILE).read_text())['forget_ids'] == sorted(ids)
+  assert json.loads((out / practitioner.IDS_FILE).read_text())['forget_ids'] == sorted(ids)
   # The unlearned variables have the original (base) widths.
   with checkpoints.Checkpointer(out) as checkpointer:
     assert checkpointer.latest_step() == 0
-    stored = checkpointer.stored_shapes()
+    stored, _ = checkpointer.restore()
   shapes = expansion.variable_shapes(
       experiments.cell.original_model(_config(trained, ids_path))[0], (16, 16, 3))
-  assert stored == {jax.tree_util.keystr(p): tuple(l.shape)
-                    for p, l in jax.tree_util.tree_leaves_with_path(shapes)}
+  expansion.check_shapes(stored, shapes, 'the unlearned checkpoint')
   # What came in as a file can go out as one: the .msgpack holds the same variables and is a
   # checkpoint for a further run.
-  assert result['msgpack_file'] == unlearn.MSGPACK_FILE
-  again = _config(trained, ids_path, checkpoint=str(out / unlearn.MSGPACK_FILE))
-  reloaded = unlearn.load_trained(again, (16, 16, 3))
+  assert result['msgpack_file'] == practitioner.MSGPACK_FILE
+  again = _config(trained, ids_path, checkpoint=str(out / practitioner.MSGPACK_FILE))
+  reloaded = practitioner.load_trained(again, (16, 16, 3))
   assert jax.tree.map(np.shape, reloaded.variables) == jax.tree.map(np.shape, shapes)
 
 
 def test_msgpack_variables_and_json_or_npy_ids(trained, tmp_path):
   _, ids = trained
   config = _config(trained, tmp_path / 'ids.json')
-  original = unlearn.load_trained(config, (16, 16, 3))
+  original = practitioner.load_trained(config, (16, 16, 3))
   path = tmp_path / 'model.msgpack'
   path.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(original.variables)))
   (tmp_path / 'ids.json').write_text(json.dumps({'forget_ids': ids}))
   np.save(tmp_path / 'ids.npy', np.asarray(ids))
-  np.testing.assert_array_equal(unlearn.read_ids(tmp_path / 'ids.json'), ids)
-  np.testing.assert_array_equal(unlearn.read_ids(tmp_path / 'ids.npy'), ids)
-  loaded = unlearn.load_trained(_config(trained, tmp_path / 'ids.npy', checkpoint=str(path)),
+  np.testing.assert_array_equal(practitioner.read_ids(tmp_path / 'ids.json'), ids)
+  np.testing.assert_array_equal(practitioner.read_ids(tmp_path / 'ids.npy'), ids)
+  loaded = practitioner.load_trained(_config(trained, tmp_path / 'ids.npy', checkpoint=str(path)),
                                 (16, 16, 3))
   jax.tree.map(np.testing.assert_array_equal, loaded.variables,
                jax.device_get(original.variables))
@@ -102,7 +101,7 @@ def test_a_checkpoint_of_other_widths_is_refused_naming_the_leaf(trained, tmp_pa
   config.model.capacity = 1.0
   with pytest.raises(ValueError, match=r"leaf \['batch_stats'\]\['conv1'\]\['bn'\]\['mean'\] "
                      r'has shape \(4,\)'):
-    unlearn.load_trained(config, (16, 16, 3))
+    practitioner.load_trained(config, (16, 16, 3))
 
 
 @pytest.mark.parametrize('content, message', [
@@ -129,15 +128,15 @@ def test_retrain_takes_the_recipe_of_the_checkpoints_workdir(trained, tmp_path):
   _, ids = trained
   ids_path = tmp_path / 'ids.txt'
   ids_path.write_text('\n'.join(map(str, ids)))
-  recipe = unlearn.training_recipe(_config(trained, ids_path))
+  recipe = practitioner.training_recipe(_config(trained, ids_path))
   assert (recipe.steps, recipe.batch_size) == (24, 32)  # The trained cell's recipe.
   result = experiments.run(_config(trained, ids_path, method='retrain'), tmp_path / 'out')
-  assert result['method']['steps'] == TRAINED_STEPS
+  assert result['unlearn']['steps'] == TRAINED_STEPS
   # A bare .msgpack carries no recipe: Retrain says what it needs.
   path = tmp_path / 'model.msgpack'
-  original = unlearn.load_trained(_config(trained, ids_path), (16, 16, 3))
+  original = practitioner.load_trained(_config(trained, ids_path), (16, 16, 3))
   path.write_bytes(flax.serialization.msgpack_serialize(jax.device_get(original.variables)))
-  assert unlearn.training_recipe(_config(trained, ids_path, checkpoint=str(path))) is None
+  assert practitioner.training_recipe(_config(trained, ids_path, checkpoint=str(path))) is None
   with pytest.raises(ValueError, match="'retrain' repeats the original training recipe"):
     experiments.run(_config(trained, ids_path, method='retrain', checkpoint=str(path)),
                     tmp_path / 'out2')

@@ -1,0 +1,47 @@
+"""The record of one unlearning run: what a cell (`results.json`), a sweep (a line of
+`results.jsonl`) and the practitioner's path (`results.json`) write, built in one place so every
+reader finds the same fields under the same names.
+"""
+
+import platform
+import time
+from collections.abc import Mapping
+
+import jax
+
+from rem_jax import methods
+from rem_jax.models import describe
+
+
+def environment() -> dict:
+  """Versions and devices, recorded with every result."""
+  return {'versions': {'jax': jax.__version__, 'python': platform.python_version()},
+          'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count()}
+
+
+def run_record(config: Mapping, *, mesh, train: dict | None = None, before: dict | None = None,
+               after: dict | None = None, unlearned: methods.Unlearned | None = None,
+               error: str | None = None, **context) -> dict:
+  """One run's record.
+
+  Args:
+    config: the run's config as a plain dict (its `method` and `seed` are repeated on top).
+    mesh: the mesh the method ran on (`num_devices` is its size: a sweep cell's own share).
+    train: the original model's training record, where this process trained or knows it.
+    before: the metrics of the original model.
+    after: the metrics of the unlearned model.
+    unlearned: the method's output: its record ('unlearn') and its architecture ('model').
+    error: instead of `after` and `unlearned`, why the method failed (e.g. it diverged).
+    **context: what the caller adds (a sweep's cell key and axes, where the ids file lies, ...).
+  """
+  record = {'config': dict(config), 'method': config['method'], 'seed': config['seed']}
+  if train is not None:
+    record['train'] = train
+  if before is not None:
+    record['before'] = before
+  if error is not None:
+    record['error'] = error
+  else:
+    record.update(after=after, unlearn=unlearned.record, model=describe(unlearned.model))
+  return {**record, **context, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+          **environment(), 'num_devices': mesh.size}
