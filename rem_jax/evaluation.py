@@ -72,8 +72,6 @@ def predict(predict_fn: Callable, variables: dict, images, view: pipeline.View,
   return predictions[real]
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class Evaluator:
   """Evaluates models of one architecture on one task's views (one compile per model).
@@ -96,8 +94,7 @@ class Evaluator:
     object.__setattr__(self, '_predict', jit_predict_step(self.model, self.mesh))
 
   def predictions(self, variables: dict, view: pipeline.View) -> np.ndarray:
-    return predict(self._predict, variables, view.images, view, self.batch_size,
-                            self.mesh)
+    return predict(self._predict, variables, view.images, view, self.batch_size, self.mesh)
 
   def __call__(self, variables: dict) -> dict[str, float]:
     """Healed, Utility, Healed x Utility and the secondary metrics, as floats in [0, 1]."""

@@ -2,8 +2,8 @@
 practitioner's unlearning run."""
 
 from rem_jax.experiments import cell
-from rem_jax.experiments import sweep
 from rem_jax.experiments import practitioner
+from rem_jax.experiments import sweep
 
 EXPERIMENTS = {'cell': cell.run, 'sweep': sweep.run, 'unlearn': practitioner.run}
 

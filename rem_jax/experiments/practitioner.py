@@ -250,8 +250,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                config.method)
   evaluate = evaluation.Evaluator(original.model, views, None, mesh, config.eval_batch_size)
   before = practitioner_metrics(evaluate, original.variables, views)
-  recipe = None if recorded is None else trainer.Recipe.from_config(recorded['train'])
-  task = methods.Task(views, None, forget_ids, mesh, config.batch_size, config.seed, recipe)
+  task = methods.Task(views, None, forget_ids, mesh, config.batch_size, config.seed,
+                      training_recipe(config))
   unlearned = methods.get_method(config.method)(original, task, cell.method_settings(config))
   evaluate_after = dataclasses.replace(evaluate, model=unlearned.model)
   after = practitioner_metrics(evaluate_after, unlearned.variables, views)

@@ -2,8 +2,8 @@
 loop, accuracy on a view, the stop check, proxy selection, the stopwatch and the progress bar.
 
 A method's loop is Python between epochs and compiled code inside them: an epoch is a sequence
-of calls to one jitted step (`run_epoch`), accuracies are summed on the device
-(`Accuracy`) and read once per epoch, which is where the data-dependent decisions (stop when
+of calls to one jitted step (`run_epoch`), accuracies are summed on the device (`Accuracy`)
+and read once per epoch, which is where the data-dependent decisions (stop when
 Acc(D_f) <= gamma, keep the best iteration) are made. Shapes never depend on the forget set, so
 every discovery rate reuses the same compiled steps: batch sizes over D_f derive from |D_c|, and
 a learning-rate schedule's length lives in the train state, not in the compiled program.
@@ -160,7 +160,7 @@ class Accuracy:
   def __call__(self, variables: dict, view: pipeline.View) -> float:
     """Reads the accuracy back (a host synchronisation: call it between epochs)."""
     correct, count = evaluation.view_accuracy(self._step, variables, view.images, view,
-                                            self.batch_size, self.mesh)
+                                              self.batch_size, self.mesh)
     return float(correct) / float(count)
 
 
@@ -319,7 +319,7 @@ def run_epoch(step_fn: Callable, state: dict, images, view: pipeline.View, batch
   """One shuffled epoch over `view` (ceil(N / batch) steps); nothing is read back per step.
 
   Returns:
-    (state, metrics) with metrics the on-device sums {'loss', 'correct', 'count'} of the epoch.
+    (state, metrics) with metrics the on-device sums of the steps' metrics over the epoch.
   """
   totals = None
   for batch in view.training_epoch(batch_size, key, mesh):
