@@ -55,52 +55,58 @@ def peak_tflops(device_kind: str, dtype_name: str) -> float | None:
       return peaks[dtype_name]
   return None
 
-_MODELS = flags.DEFINE_list('models', ['resnet9_full', 'resnet9_half'], f'Of {list(MODELS)}.')
-_DTYPES = flags.DEFINE_list('dtypes', ['float32'], f'Of {list(DTYPES)}.')
-_BATCH = flags.DEFINE_integer('batch_size', 0, 'Batch size; 0 = the paper\'s for each model.')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps after the compiling one.')
-_OUTPUT = flags.DEFINE_string('output', '', 'JSON path; default benchmarks/results/'
-                              'throughput_<platform>.json.')
+class CompiledStep:
+  """The real train step of one model, compiled for `mesh`, on a device-resident random uint8
+  batch of `batch_size` images (the same batch every step); `run` times steps of it."""
+
+  def __init__(self, name: str, dtype_name: str, batch_size: int, mesh):
+    build, optimizer_name, paper_batch = MODELS[name]
+    self.name, self.dtype_name = name, dtype_name
+    self.batch_size = batch_size or paper_batch
+    model = build(DTYPES[dtype_name])
+    variables = init_variables(model, jax.random.key(0))
+    self.parameters = int(sum(x.size for x in jax.tree.leaves(variables['params'])))
+    optimizer = optim.OptimizerSettings(optimizer_name, 0.01)
+    self.state = sharding.replicate(trainer.create_train_state(variables, optimizer,
+                                                               jax.random.key(1)), mesh)
+    rng = np.random.default_rng(0)
+    self.images = sharding.replicate(
+        rng.integers(0, 256, (self.batch_size, 32, 32, 3), np.uint8), mesh)
+    view = pipeline.View(self.images, np.arange(self.batch_size, dtype=np.int32),
+                         rng.integers(0, 10, self.batch_size).astype(np.int32),
+                         np.zeros(self.batch_size, bool))
+    self.batch = view.batch(np.arange(self.batch_size), mesh)
+    step = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh)
+    began = time.perf_counter()
+    self.compiled = step.lower(self.state, self.images, self.batch).compile()
+    self.compile_s = time.perf_counter() - began
+    cost = self.compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    self.flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+    self.run(1)  # Warm-up: first execution, allocations.
+
+  def run(self, steps: int) -> float:
+    """Seconds per step over `steps` steps, synchronised with `block_until_ready`."""
+    began = time.perf_counter()
+    for _ in range(steps):
+      self.state, _ = self.compiled(self.state, self.images, self.batch)
+    jax.block_until_ready(self.state)
+    return (time.perf_counter() - began) / steps
 
 
 def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh) -> dict:
-  build, optimizer_name, paper_batch = MODELS[name]
-  batch_size = batch_size or paper_batch
-  model = build(DTYPES[dtype_name])
-  variables = init_variables(model, jax.random.key(0))
-  optimizer = optim.OptimizerSettings(optimizer_name, 0.01)
-  state = sharding.replicate(trainer.create_train_state(variables, optimizer,
-                                                        jax.random.key(1)), mesh)
-  rng = np.random.default_rng(0)
-  images = sharding.replicate(rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8), mesh)
-  view = pipeline.View(images, np.arange(batch_size, dtype=np.int32),
-                       rng.integers(0, 10, batch_size).astype(np.int32),
-                       np.zeros(batch_size, bool))
-  batch = view.batch(np.arange(batch_size), mesh)
-  step = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh)
-
-  began = time.perf_counter()
-  compiled = step.lower(state, images, batch).compile()
-  compile_s = time.perf_counter() - began
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
-  state, _ = compiled(state, images, batch)  # Warm-up: first execution, allocations.
-  jax.block_until_ready(state)
-  began = time.perf_counter()
-  for _ in range(steps):
-    state, _ = compiled(state, images, batch)
-  jax.block_until_ready(state)
-  step_s = (time.perf_counter() - began) / steps
+  step = CompiledStep(name, dtype_name, batch_size, mesh)
+  step_s = step.run(steps)
+  batch_size = step.batch_size
   peak = peak_tflops(jax.devices()[0].device_kind, dtype_name)
   nominal = NOMINAL_GFLOP[name]
   nominal_tflop_s = nominal * batch_size / step_s / 1e3 if nominal else None
   return {'model': name, 'dtype': dtype_name, 'batch_size': batch_size,
-          'parameters': int(sum(x.size for x in jax.tree.leaves(variables['params']))),
-          'compile_s': round(compile_s, 2), 'step_s': round(step_s, 4),
+          'parameters': step.parameters,
+          'compile_s': round(step.compile_s, 2), 'step_s': round(step_s, 4),
           'images_per_s': round(batch_size / step_s, 1),
-          'gflop_per_image': round(flops / batch_size / 1e9, 3),
-          'achieved_tflop_s': round(flops / step_s / 1e12, 3),
+          'gflop_per_image': round(step.flops / batch_size / 1e9, 3),
+          'achieved_tflop_s': round(step.flops / step_s / 1e12, 3),
           'nominal_tflop_s': None if nominal_tflop_s is None else round(nominal_tflop_s, 3),
           'peak_tflop_s': peak,
           'fraction_of_peak': (None if peak is None or nominal_tflop_s is None
@@ -108,28 +114,39 @@ def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh) -> di
           'projected_4000_step_run_s': round(PAPER_RUN_STEPS * step_s, 1)}
 
 
+def _define_flags() -> None:
+  """Defined only when run as a script, so other benchmarks can import `CompiledStep`."""
+  flags.DEFINE_list('models', ['resnet9_full', 'resnet9_half'], f'Of {list(MODELS)}.')
+  flags.DEFINE_list('dtypes', ['float32'], f'Of {list(DTYPES)}.')
+  flags.DEFINE_integer('batch_size', 0, 'Batch size; 0 = the paper\'s for each model.')
+  flags.DEFINE_integer('steps', 3, 'Timed steps after the compiling one.')
+  flags.DEFINE_string('output', '', 'JSON path; default benchmarks/results/'
+                      'throughput_<platform>.json.')
+
+
 def main(argv):
   del argv
-  for name in _MODELS.value:
+  values = flags.FLAGS
+  for name in values.models:
     if name not in MODELS:
       raise app.UsageError(f'--models: {name!r} is unknown; allowed: {list(MODELS)}.')
-  for name in _DTYPES.value:
+  for name in values.dtypes:
     if name not in DTYPES:
       raise app.UsageError(f'--dtypes: {name!r} is unknown; allowed: {list(DTYPES)}.')
   mesh = sharding.make_mesh()
   device = jax.devices()[0]
   rows = []
-  for name in _MODELS.value:
-    for dtype_name in _DTYPES.value:
+  for name in values.models:
+    for dtype_name in values.dtypes:
       print(f'measuring {name} {dtype_name} ...', file=sys.stderr, flush=True)
-      rows.append(measure(name, dtype_name, _BATCH.value, _STEPS.value, mesh))
+      rows.append(measure(name, dtype_name, values.batch_size, values.steps, mesh))
   header = ('model', 'dtype', 'batch_size', 'compile_s', 'step_s', 'images_per_s',
             'gflop_per_image', 'achieved_tflop_s', 'fraction_of_peak',
             'projected_4000_step_run_s')
   print(' | '.join(header))
   for row in rows:
     print(' | '.join(str(row[k]) for k in header))
-  output = pathlib.Path(_OUTPUT.value or
+  output = pathlib.Path(values.output or
                         f'benchmarks/results/throughput_{device.platform}.json')
   files.write_json_atomic(output, {
       'command': ' '.join(['python'] + sys.argv),
@@ -140,4 +157,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
