@@ -15,6 +15,7 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE_DIR))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
+import rem_jax  # pylint: disable=g-import-not-at-top,unused-import  (adds its XLA flags)
 import jax  # pylint: disable=g-import-not-at-top,unused-import  (reads the variables above)
 
 import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
