@@ -24,14 +24,11 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
 from rem_jax import compilation, files, sharding
 from rem_jax.experiments import cell, flop_floors, reports, store, sweep
-from rem_jax.methods import rem
-from rem_jax.models import init_variables
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/mini_cifar10.py:runlocal',
                                           'A sweep config.')
@@ -47,27 +44,6 @@ def peak_memory_bytes() -> int | None:
   return stats.get('peak_bytes_in_use')
 
 
-def forward_flops(model, image_shape, batch: int = 8) -> float:
-  """XLA's count of one eval-mode forward pass per image."""
-  variables = init_variables(model, jax.random.key(0), image_shape)
-  images = jnp.zeros((batch, *image_shape))
-  mask = jnp.zeros((batch, model.mask_size))
-  forward = jax.jit(lambda v, x, m: model.apply(v, x, m, train=False))
-  cost = forward.lower(variables, images, mask).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost  # Older JAX: one dict per device.
-  return cost['flops'] / batch
-
-
-def expanded_cost(config, model, image_shape) -> float:
-  """REM's expanded model's forward FLOPs over the original's (1: already expanded, or none)."""
-  amount = config.methods.rem.get('expansion')
-  amount = rem.default_expansion(model.capacity) if amount is None else amount
-  if model.mask_size or not amount:
-    return 1.0
-  return (forward_flops(model.clone(expansion=amount), image_shape)
-          / forward_flops(model, image_shape))
-
-
 def from_records(path: pathlib.Path) -> None:
   """Each recorded cell's time against its floor, both as % of its original's training run."""
   records = [r for r in store.ResultStore(path).read() if 'after' in r]
@@ -75,7 +51,8 @@ def from_records(path: pathlib.Path) -> None:
     raise app.UsageError(f'--records: {path} holds no finished cell.')
   config = ml_collections.ConfigDict(records[0]['config'])
   size = config.data.image_size
-  rem_cost = expanded_cost(config, cell.original_model(config)[0], (size, size, 3))
+  costs = flop_floors.rem_costs(config.methods.rem, cell.original_model(config)[0],
+                                (size, size, 3))
   rows = []
   for record in sorted(records, key=lambda r: (r['variant'], r['discovery_rate'])):
     config = ml_collections.ConfigDict(record['config'])
@@ -83,7 +60,7 @@ def from_records(path: pathlib.Path) -> None:
     if not num_train:
       raise app.UsageError(f'--records: {record["cell"]} records no training-set size.')
     sizes = flop_floors.Sizes(num_train, record['num_forget'], config.train.batch_size,
-                         config.train.steps, rem_cost)
+                              config.train.steps, *costs)
     floor = flop_floors.floor_percent(record['method'], record['unlearn'], sizes)
     train_s = record['train']['wall_time_full_s'] or record['train']['wall_time_s']
     measured = 100 * record['unlearn']['wall_time_s'] / train_s
@@ -92,7 +69,8 @@ def from_records(path: pathlib.Path) -> None:
                  'percent_of_training': measured, 'floor_percent_of_training': floor,
                  'times_floor': measured / floor if floor else None,
                  'paper_percent': reports.PAPER_COST_PERCENT.get(record['method'])})
-  print(f'REM\'s expanded model costs {rem_cost:.2f}x the original\'s forward FLOPs.')
+  print(f'Forward FLOPs over the original\'s: REM\'s mask mode {costs[0]:.2f}x, drop mode '
+        f'{costs[1]:.2f}x.')
   print(f'{"method":<14} {"rate":>5} {"% of training":>14} {"floor %":>8} {"x floor":>8} '
         f'{"paper %":>8}')
   for row in rows:
@@ -102,7 +80,8 @@ def from_records(path: pathlib.Path) -> None:
           f'{row["floor_percent_of_training"]:>8.1f} {ratio:>8} {paper:>8}')
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
       'command': ' '.join(['python'] + sys.argv), 'records': str(path),
-      'device': records[0]['device'], 'rem_expanded_cost': rem_cost, 'results': rows})
+      'device': records[0]['device'], 'rem_mask_cost': costs[0], 'rem_drop_cost': costs[1],
+      'results': rows})
 
 
 def main(argv):
@@ -118,13 +97,13 @@ def main(argv):
   config = first.config
   prepared = cell.prepare(config, mesh, rates=rates)
   train_s = prepared.train_record['wall_time_s']
-  rem_cost = expanded_cost(config, prepared.original.model,
-                           prepared.splits.train.images.shape[1:])
+  costs = flop_floors.rem_costs(config.methods.rem, prepared.original.model,
+                                prepared.splits.train.images.shape[1:])
 
   def sizes(rate):
     views = prepared.views(rate)
     return flop_floors.Sizes(views.train.num_examples, views.forget.num_examples,
-                        prepared.recipe.batch_size, prepared.recipe.steps, rem_cost)
+                             prepared.recipe.batch_size, prepared.recipe.steps, *costs)
 
   rows = {}
   for variant in methods:
@@ -154,7 +133,8 @@ def main(argv):
         'paper_percent': reports.PAPER_COST_PERCENT.get(method),
         'peak_memory_bytes': peak_memory_bytes()}
   print(f'training: {train_s:.1f} s ({prepared.recipe.steps} steps)')
-  print(f'REM\'s expanded model costs {rem_cost:.2f}x the original\'s forward FLOPs.')
+  print(f'Forward FLOPs over the original\'s: REM\'s mask mode {costs[0]:.2f}x, drop mode '
+        f'{costs[1]:.2f}x.')
   print(f'{"method":<14} {"compiles (1st / later)":>22} {"% of training per rate":>24} '
         f'{"floor %":>24} {"x floor":>20} {"paper %":>8}')
   numbers = lambda values, form: ' '.join('     -' if v is None else format(v, form)
@@ -168,7 +148,8 @@ def main(argv):
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
       'command': ' '.join(['python'] + sys.argv), 'rates': rates, 'cell': first.key,
       'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
-      'train': prepared.train_record, 'rem_expanded_cost': rem_cost, 'results': rows})
+      'train': prepared.train_record, 'rem_mask_cost': costs[0], 'rem_drop_cost': costs[1],
+      'results': rows})
 
 
 if __name__ == '__main__':

@@ -59,11 +59,12 @@ class CompiledStep:
   """The real train step of one model, compiled for `mesh`, on a device-resident random uint8
   batch of `batch_size` images (the same batch every step); `run` times steps of it."""
 
-  def __init__(self, name: str, dtype_name: str, batch_size: int, mesh):
+  def __init__(self, name: str, dtype_name: str, batch_size: int, mesh, model=None):
+    """`model` replaces `MODELS[name]`'s network (e.g. a narrower one; same optimizer)."""
     build, optimizer_name, paper_batch = MODELS[name]
     self.name, self.dtype_name = name, dtype_name
     self.batch_size = batch_size or paper_batch
-    model = build(DTYPES[dtype_name])
+    model = build(DTYPES[dtype_name]) if model is None else model
     variables = init_variables(model, jax.random.key(0))
     self.parameters = int(sum(x.size for x in jax.tree.leaves(variables['params'])))
     optimizer = optim.OptimizerSettings(optimizer_name, 0.01)
@@ -94,12 +95,13 @@ class CompiledStep:
     return (time.perf_counter() - began) / steps
 
 
-def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh) -> dict:
-  step = CompiledStep(name, dtype_name, batch_size, mesh)
+def measure(name: str, dtype_name: str, batch_size: int, steps: int, mesh, model=None) -> dict:
+  """One row of the table; `model` as in `CompiledStep` (then no nominal cost, no fraction)."""
+  step = CompiledStep(name, dtype_name, batch_size, mesh, model)
   step_s = step.run(steps)
   batch_size = step.batch_size
   peak = peak_tflops(jax.devices()[0].device_kind, dtype_name)
-  nominal = NOMINAL_GFLOP[name]
+  nominal = NOMINAL_GFLOP[name] if model is None else None
   nominal_tflop_s = nominal * batch_size / step_s / 1e3 if nominal else None
   return {'model': name, 'dtype': dtype_name, 'batch_size': batch_size,
           'parameters': step.parameters,

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import losses, masks, optim, sharding, trainer
+from rem_jax import expansion, losses, masks, optim, sharding, trainer
 from rem_jax.data import pipeline
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import bad_teacher, potion, retrain, scrub
@@ -321,13 +321,14 @@ def test_potion_flags_a_run_that_never_converged(poisoned, potion_result):
 # ---- No UL, ETD, other architectures ------------------------------------------------------------
 
 
-def test_etd_returns_the_etd_model_unchanged():
+def test_etd_returns_the_etd_model_unchanged_in_drop_mode():
   model = tiny.tiny_resnet()
   variables = init_variables(model, jax.random.key(0), (16, 16, 3))
   original = base.TrainedModel(model, variables, masks.MaskConfig(mask_seed=0))
-  result = get_method('etd')(original, None, {})
-  assert result.model == model
-  chex.assert_trees_all_equal(result.variables, variables)
+  for name in ('etd', 'no_ul'):  # Pruned: the function of mask 0 at the base's cost.
+    result = get_method(name)(original, None, {})
+    assert result.model == model.base_model()
+    chex.assert_trees_all_equal(result.variables, expansion.drop(variables, model))
   with pytest.raises(ValueError, match="method 'etd' is an ETD-trained model"):
     get_method('etd')(base.TrainedModel(model.base_model(), variables), None, {})
 

@@ -238,9 +238,11 @@ def unlearn_and_evaluate(config: ml_collections.ConfigDict, prepared: Prepared, 
     device-synchronised wall time of the whole method call as `wall_time_s`.
   """
   views = prepared.views(config.discovery_rate)
-  evaluate = evaluation.Evaluator(prepared.original.model, views, prepared.record, mesh,
-                                  config.eval_batch_size)
-  before = evaluate(prepared.original.variables)
+  # Drop mode: an ETD base is evaluated pruned (the same function at its base's cost).
+  model, variables = methods.common.drop_mode_start(prepared.original,
+                                                    views.train.images.shape[1:])
+  evaluate = evaluation.Evaluator(model, views, prepared.record, mesh, config.eval_batch_size)
+  before = evaluate(variables)
   logging.info('Original model: %s', _summary(before))
   logging.info('Unlearning with %s at discovery rate %s.', config.method, config.discovery_rate)
   method = methods.get_method(config.method)

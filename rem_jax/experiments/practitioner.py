@@ -248,8 +248,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                                  variables=sharding.replicate(original.variables, mesh))
   logging.info('Unlearning %d examples from %s with %s.', len(forget_ids), config.checkpoint,
                config.method)
-  evaluate = evaluation.Evaluator(original.model, views, None, mesh, config.eval_batch_size)
-  before = practitioner_metrics(evaluate, original.variables, views)
+  model, variables = methods.common.drop_mode_start(original, splits.train.images.shape[1:])
+  evaluate = evaluation.Evaluator(model, views, None, mesh, config.eval_batch_size)
+  before = practitioner_metrics(evaluate, variables, views)
   task = methods.Task(views, None, forget_ids, mesh, config.batch_size, config.seed,
                       training_recipe(config))
   unlearned = methods.get_method(config.method)(original, task, cell.method_settings(config))

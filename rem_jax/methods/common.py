@@ -229,11 +229,12 @@ def show(bar: tqdm.tqdm, postfix: str, advance: int = 0) -> None:
 # ---- Models and train states --------------------------------------------------------------------
 
 
-def drop_mode_start(original: base.TrainedModel, image_shape) -> tuple[object, dict]:
+def drop_mode_start(original: base.TrainedModel, image_shape=None) -> tuple[object, dict]:
   """(model, variables) a baseline starts from: the trained model in drop mode.
 
   An ETD base's extra units are pruned (`expansion.drop`, exactly its drop-mode function), so a
-  baseline trains and returns the original architecture.
+  baseline trains and returns the original architecture, and every pass costs the base's
+  FLOPs. `image_shape` (H, W, C): the data's (None: the model's own image size).
   """
   if not original.model.mask_size:
     return original.model, original.variables

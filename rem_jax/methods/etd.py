@@ -19,9 +19,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def etd(original: base.TrainedModel, task: base.Task, config) -> base.Unlearned:
-  del task
   common.resolve_settings(config, default_config(), 'etd')
   if original.mask_config is None:
     raise ValueError("method 'etd' is an ETD-trained model as it is, and this model was trained "
                      "without masks; set base='etd' (with model.expansion > 0).")
-  return no_ul.unchanged(original)
+  return no_ul.unchanged(original, task)

@@ -27,6 +27,12 @@ gamma; `epochs` iterations, the best by the proxy is returned. Defaults: at the 
       iteration's record also holds Fig. 5's dynamics (`dynamics_probe`), a diagnostic.
 4. Drop θo2: the result has the original architecture.
 
+Drop mode runs on θo1 alone: every pass with the extra units off (the flush, the removal term's
+live and reference passes, every stop check and proxy evaluation) runs the base network on the
+variables pruned to θo1 (`Setup.drop_mode`). That is exactly the function the expanded model
+computes with mask 0, at the base's FLOPs (1/2.6 of the expanded model's at the paper's widths),
+and the pruning's gradient gives the extra units the zero gradient a drop pass gives them.
+
 Variants: `rem_etd` (REM on an ETD-trained base), `rem_ideal` (shared mask and removal term over
 all of D_c; the flush still uses D_f), `rem_no_redirect` (ablation: the redirect term on D_r only,
 live and reference models in drop mode) and `rem_no_remove` (ablation: no removal term in step
@@ -147,11 +153,6 @@ def reduce_terms(redirect, removal, in_forget, reduction: str):
   return jnp.mean(redirect) + jnp.sum(removal) / forget_count
 
 
-def split_batch_stats(base_from, extra_from, base_shapes):
-  """Batch statistics with the base channels of `base_from` and the extra ones of `extra_from`."""
-  return expansion.merge_into(expansion.prune_to(base_from, base_shapes), extra_from)
-
-
 def exact_batch_stats(setup: 'Setup', variables, view, in_shared_all, mask_seed, mesh,
                       batch_size):
   """Running statistics = the exact mean and (population) variance of each BatchNorm's input
@@ -182,13 +183,41 @@ class Setup:
   redirect_into_extra: bool = True
   remove: bool = True
 
-  def base_stat_shapes(self):
-    return expansion.variable_shapes(self.model.base_model(),
-                                     self.image_shape).get('batch_stats', {})
+  @functools.cached_property  # Not a field: equality and the compile cache ignore it.
+  def base_shapes(self):
+    """θo1's variable shapes: those of `self.model.base_model()`."""
+    return expansion.variable_shapes(self.model.base_model(), self.image_shape)
+
+  def drop_mode(self, variables):
+    """`variables` ({'params', 'batch_stats'}) pruned to θo1.
+
+    Every drop-mode pass runs the base network on these: a zero mask makes the expanded model
+    compute exactly that function of θo1 (the extra units' outputs are multiplied by 0), at
+    1/2.6 of the FLOPs at the paper's widths. Differentiating through the pruning gives the
+    extra units the zero gradient a drop pass gives them, so the optimizer sees what it saw
+    when the pass ran on the expanded model (weight decay and momentum included).
+    """
+    return expansion.prune_to(variables, self.base_shapes)
+
+  def drop_pass(self, variables, inputs, train: bool):
+    """Drop-mode logits (and in train mode θo1's new statistics) of expanded `variables`."""
+    base = self.drop_mode(variables)
+    return trainer.apply_model(self.model.base_model(), base['params'],
+                               base.get('batch_stats', {}), inputs,
+                               masks.drop_mask(inputs.shape[0], 0), train)
 
   def masks(self, ids, in_shared, mask_seed):
     return masks.assign_masks(ids, in_shared, mask_seed=mask_seed, p_mem=self.p_mem,
                               mask_size=self.model.mask_size)
+
+
+def make_setup(variant: str, settings, model, p_mem: float, image_shape) -> Setup:
+  """The static part of `variant`'s run with its resolved `settings` on `model`."""
+  return Setup(
+      model=model, p_mem=p_mem, image_shape=tuple(image_shape), beta=settings.beta,
+      optimizer=optim.OptimizerSettings.from_config(settings),
+      remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
+      redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -212,19 +241,20 @@ def flush_step(setup: Setup, state, images, batch, reference):
   """One NPO step on a batch of D_f in drop mode (REM Step 2)."""
   model = setup.model
   inputs = trainer.augmented_inputs(model, state, images, batch)
-  zeros = masks.drop_mask(inputs.shape[0], model.mask_size)
-  reference_mask = (zeros if setup.remove_reference == 'drop' else
-                    setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool), state['mask_seed']))
-  ref_logits, _ = trainer.apply_model(model, reference['params'],
-                                      reference.get('batch_stats', {}), inputs, reference_mask,
-                                      False)
+  if setup.remove_reference == 'drop':
+    ref_logits, _ = setup.drop_pass(reference, inputs, False)
+  else:
+    mask = setup.masks(batch.ids, jnp.ones(batch.ids.shape, bool), state['mask_seed'])
+    ref_logits, _ = trainer.apply_model(model, reference['params'],
+                                        reference.get('batch_stats', {}), inputs, mask, False)
   ce_ref = losses.cross_entropy(ref_logits, batch.labels)
 
   def loss_fn(params):
-    logits, stats = trainer.apply_model(model, params, state['batch_stats'], inputs, zeros, True)
+    logits, stats = setup.drop_pass({'params': params, 'batch_stats': state['batch_stats']},
+                                    inputs, True)
     ce = losses.cross_entropy(logits, batch.labels)
     if stats:  # Only base channels served this drop pass; extra channels keep theirs.
-      stats = split_batch_stats(stats, state['batch_stats'], setup.base_stat_shapes())
+      stats = expansion.merge_into(stats, state['batch_stats'])
     loss = losses.weighted_mean(losses.npo(ce, ce_ref, beta=setup.beta), batch.weights)
     return loss, {'batch_stats': stats}
 
@@ -236,22 +266,21 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
   model = setup.model
   in_forget = in_forget_all[batch.ids]
   batch_masks = setup.masks(batch.ids, in_shared_all[batch.ids], state['mask_seed'])
-  zeros = masks.drop_mask(*batch_masks.shape)
-  ref_stats = reference.get('batch_stats', {})
-  ref_ce = lambda mask: losses.cross_entropy(
-      trainer.apply_model(model, reference['params'], ref_stats, inputs, mask, False)[0],
-      batch.labels)
-  ce_ref_mask = ref_ce(batch_masks)
-  ce_ref_drop = ref_ce(zeros) if setup.remove_reference == 'drop' else ce_ref_mask
+  ce = lambda logits: losses.cross_entropy(logits, batch.labels)
+  ce_ref_mask = ce(trainer.apply_model(model, reference['params'],
+                                       reference.get('batch_stats', {}), inputs, batch_masks,
+                                       False)[0])
+  ce_ref_drop = (ce(setup.drop_pass(reference, inputs, False)[0])
+                 if setup.remove_reference == 'drop' else ce_ref_mask)
 
   def loss_fn(params):
-    drop_logits, drop_stats = trainer.apply_model(model, params, state['batch_stats'], inputs,
-                                                 zeros, True)
-    ce_drop = losses.cross_entropy(drop_logits, batch.labels)
+    drop_logits, drop_stats = setup.drop_pass(
+        {'params': params, 'batch_stats': state['batch_stats']}, inputs, True)
+    ce_drop = ce(drop_logits)
     if setup.redirect_into_extra:
       mask_logits, mask_stats = trainer.apply_model(model, params, state['batch_stats'], inputs,
                                                    batch_masks, True)
-      ce_mask = losses.cross_entropy(mask_logits, batch.labels)
+      ce_mask = ce(mask_logits)
     else:  # No pass in mask mode: the extra channels keep their statistics.
       mask_stats, ce_mask = state['batch_stats'], ce_drop
     redirect, removal = per_example_terms(
@@ -259,8 +288,8 @@ def repair_loss_fn(setup: Setup, state, inputs, batch, reference, in_forget_all,
         in_forget=in_forget, beta=setup.beta, redirect_into_extra=setup.redirect_into_extra,
         remove=setup.remove)
     loss = reduce_terms(redirect, removal, in_forget, setup.remove_reduction)
-    stats = (split_batch_stats(drop_stats, mask_stats, setup.base_stat_shapes())
-             if drop_stats else {})
+    # θo1's statistics from the drop pass, the extra channels' from the mask pass.
+    stats = expansion.merge_into(drop_stats, mask_stats) if drop_stats else {}
     return loss, {'batch_stats': stats}
 
   return loss_fn
@@ -357,11 +386,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
 
   # 1. Expand.
   model, variables, mask_config = _expanded_start(original, settings, task, variant)
-  setup = Setup(
-      model=model, p_mem=mask_config.p_mem, image_shape=image_shape, beta=settings.beta,
-      optimizer=optim.OptimizerSettings.from_config(settings),
-      remove_reference=settings.remove_reference, remove_reduction=settings.remove_reduction,
-      redirect_into_extra=variant != 'rem_no_redirect', remove=variant != 'rem_no_remove')
+  setup = make_setup(variant, settings, model, mask_config.p_mem, image_shape)
   # Who gets the removal term and the shared mask: D_f, or D_c for IDEAL.
   in_forget = sharding.replicate(common.membership(
       num_examples, removal_ids(variant, forget_ids, task.record)), mesh)
@@ -373,8 +398,9 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   if expanded_here and variables.get('batch_stats'):
     exact = exact_batch_stats(setup, variables, views.train, in_shared, mask_seed, mesh,
                               eval_batch)
-    variables = {**variables, 'batch_stats': split_batch_stats(
-        original.variables['batch_stats'], exact, setup.base_stat_shapes())}
+    # θo1's channels keep the trained statistics; the new ones get the exact ones.
+    variables = {**variables, 'batch_stats': expansion.merge_into(
+        original.variables['batch_stats'], exact)}
 
   # 2. The frozen reference; the live state owns copies (steps donate it).
   reference = sharding.replicate(variables, mesh)
@@ -385,7 +411,9 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
   repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
                                                     in_forget, in_shared)
-  accuracy = common.Accuracy(model, mesh, eval_batch)
+  base_accuracy = common.Accuracy(model.base_model(), mesh, eval_batch)
+  # Every stop check and proxy reads drop mode: θo1 alone, on the base network.
+  accuracy = lambda variables, view: base_accuracy(setup.drop_mode(variables), view)
   dynamics = dynamics_probe(task, forget_ids, setup, mask_seed, accuracy, eval_batch)
   flush_batch = common.forget_batch_size(task)
 
@@ -431,9 +459,8 @@ def rem(original: base.TrainedModel, task: base.Task, config,
                   f'proxy={score:.3f}', advance=1)
 
   # 4. Drop θo2 from the selected iteration's variables.
-  final = (expansion.drop(best.variables, model, image_shape=image_shape) if model.mask_size
-           else best.variables)
+  final = setup.drop_mode(best.variables)
   record = {'steps': repair_steps, 'flush_steps': flush_steps, 'epochs': settings.epochs,
             'best_iteration': best.iteration, 'iterations': iterations,
-            'mask_size': model.mask_size, **watch.record()}
+            'mask_size': model.mask_size, 'expanded_here': expanded_here, **watch.record()}
   return base.Unlearned(model.base_model(), final, record)
