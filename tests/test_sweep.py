@@ -206,6 +206,12 @@ def test_base_presets_set_capacity_and_masks():
   assert (cells['plain'].base, cells['plain'].model.capacity) == ('plain', 0.5)
   assert (cells['etd'].base, cells['etd'].model.expansion) == ('etd', 0.5)
   assert (cells['full'].base, cells['full'].model.capacity) == ('plain', 1.0)
+  # Table 4: REM and its plain-base variants run unexpanded on the 100 % model, as in the paper.
+  for name in ('rem', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove'):
+    assert cells['full'].methods[name].expansion == 0.0
+    assert cells['plain'].methods[name].expansion is None  # Fill up to the full width.
+  table4 = sweep.expand_grid(paper_resnet9_cifar10.get_config('table4'))
+  assert {cell.config.methods.rem.expansion for cell in table4} == {0.0}
 
 
 @pytest.mark.parametrize('module, arg, cells, originals', [
