@@ -28,8 +28,7 @@ def get_config(arg: str = ''):
       'dataset': 'imagenette', 'data.image_size': 32, 'data.num_train': 0,
       'data.num_test': 0, 'num_corrupted': 100, 'model.width_multiplier': 1.0,
       'model.dtype': 'bfloat16', 'train.learning_rate': 0.025, 'train.steps': 740,
-      'train.batch_size': 512, 'train.checkpoint_every': 185, 'eval_batch_size': 1024,
-      **{f'methods.{name}.learning_rate': 0.005 for name in ('rem', 'rem_etd')}})
+      'train.batch_size': 512, 'train.checkpoint_every': 185, 'eval_batch_size': 1024})
   axes = {'seed': (0, 1, 2), 'task': TASKS, 'discovery_rate': RATES, 'method': METHODS}
   if 'table7' in parts:
     cell.base, cell.model.capacity, cell.model.expansion = 'etd', 0.9, 0.1

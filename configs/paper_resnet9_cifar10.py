@@ -45,8 +45,6 @@ def cell():
       'num_corrupted': 1000, 'model.width_multiplier': 1.0, 'model.dtype': 'bfloat16',
       'train.optimizer': 'sgd', 'train.learning_rate': 0.025, 'train.steps': 4000,
       'train.batch_size': 512, 'train.checkpoint_every': 500, 'eval_batch_size': 1024,
-      # The paper's unlearning rate for every method (quickstart raises REM's for its tiny model).
-      **{f'methods.{name}.learning_rate': 0.005 for name in TABLE2 + ('rem_etd', 'rem_ideal')},
       **{f'methods.{name}.eval_batch_size': 1024 for name in TABLE1 if name
          not in ('no_ul', 'retrain')}})
 

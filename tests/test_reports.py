@@ -5,17 +5,20 @@ import math
 import numpy as np
 import pytest
 
+from rem_jax import methods
 from rem_jax.experiments import reports, store
 
 
 def _record(method, healed, utility, *, task='poison_trigger', rate=0.5, seed=0, base='plain',
-            variant=None, learned=0.9, original_utility=0.8, wall=10.0, train=100.0):
+            variant=None, learned=0.9, original_utility=0.8, wall=10.0, train=100.0,
+            retain=0.9, forget=0.1):
   before = {'healed': 0.1, 'utility': original_utility, 'healed_x_utility': 0.1 * 0.8,
             'poison_success_corrupted': learned, 'corrupted_label_accuracy': learned}
   return {'cell': f'{base},{method},{variant},{task},{rate},{seed}', 'base': base,
           'method': method, 'variant': variant or method, 'task': task, 'discovery_rate': rate,
           'seed': seed, 'original': f'{base}-{task}-{seed}', 'before': before,
-          'after': {'healed': healed, 'utility': utility, 'healed_x_utility': healed * utility},
+          'after': {'healed': healed, 'utility': utility, 'healed_x_utility': healed * utility,
+                    'retain_accuracy': retain, 'forget_accuracy': forget},
           'train': {'wall_time_s': train, 'wall_time_full_s': train},
           'unlearn': {'wall_time_s': wall, 'wall_time_without_evaluation_s': wall / 2}}
 
@@ -81,6 +84,36 @@ def test_best_per_cell_keeps_one_variant_per_cell_pooled_over_seeds():
   assert sorted(r['after']['healed'] for r in chosen) == [0.2, 0.5, 0.9]
   rows = reports.pooled_rows(chosen)
   assert len(rows) == 1 and rows[0]['method'] == 'scrub' and rows[0]['runs'] == 3
+
+
+def test_the_selection_proxy_on_hand_values():
+  # Acc(D_r) * (1 - max(Acc(D_f), 0.2)): forgetting below gamma earns nothing more.
+  assert reports.proxy(_record('npo', 0, 0, retain=0.9, forget=0.5)) == pytest.approx(0.45)
+  assert reports.proxy(_record('npo', 0, 0, retain=0.8, forget=0.05)) == pytest.approx(0.64)
+  assert reports.proxy(_record('npo', 0, 0, retain=0.8, forget=0.2)) == pytest.approx(0.64)
+  assert reports.proxy(_record('npo', 0, 0, retain=1.0, forget=1.0)) == 0.0
+  assert reports.PROXY_GAMMA == methods.default_config('rem').gamma == (
+      methods.default_config('npo').gamma)
+
+
+def test_tuned_chooses_by_training_data_on_the_tuning_seeds_only():
+  lr = lambda value: f'npo(learning_rate={value})'
+  records = [
+      # Seed 0, the tuning grid: the default forgets less; 0.01 has the better proxy (0.72
+      # against 0.45) though its H×U (test set, D_c) is the worse one.
+      _record('npo', 0.9, 0.9, retain=0.9, forget=0.5),
+      _record('npo', 0.3, 0.9, variant=lr(0.01), retain=0.9, forget=0.1),
+      _record('npo', 0.1, 0.9, variant=lr(0.0025), retain=0.5, forget=0.1),
+      # Seed 1 ran the default only: table (a)'s, not the tuned table's.
+      _record('npo', 0.9, 0.9, seed=1, retain=0.9, forget=0.5)]
+  assert reports.tuned_seeds(records) == [0]
+  chosen = reports.tuned(records)
+  assert [(r['seed'], r['chosen'], r['variant']) for r in chosen] == [(0, lr(0.01), 'npo')]
+  assert reports.best_per_cell(records[:3])[0]['chosen'] == 'npo'  # The oracle differs.
+  text = reports.tuned_markdown(records)
+  assert '| plain | npo | poison_trigger | 0.5 | npo(learning_rate=0.01) |' in text
+  assert '| plain | npo | 1 | 30.00 | 90.00 | 27.00 |' in text       # Tuned, seed 0.
+  assert '| plain | npo | 1 | 90.00 | 90.00 | 81.00 |' in text       # Defaults, seed 0.
 
 
 def test_runs_of_originals_that_miss_their_preconditions_are_not_tabulated():

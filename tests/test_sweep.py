@@ -14,9 +14,9 @@ import jax
 import ml_collections
 import pytest
 
-from configs import mini_cifar10, paper_imagenette, paper_resnet9_cifar10, paper_vit_svhn
-from configs import quickstart
-from rem_jax import sharding, trainer
+from configs import cpu_map, mini_cifar10, paper_imagenette, paper_resnet9_cifar10
+from configs import paper_vit_svhn, quickstart
+from rem_jax import methods, sharding, trainer
 from rem_jax.experiments import cell, concurrent, config_lib, store, sweep
 from tests import sweep_config
 
@@ -214,7 +214,7 @@ def test_base_presets_set_capacity_and_masks():
   assert {cell.config.methods.rem.expansion for cell in table4} == {0.0}
 
 
-@pytest.mark.parametrize('module, arg, cells, originals', [
+SHIPPED_GRIDS = [
     (paper_resnet9_cifar10, '', 2970, 27),
     (paper_resnet9_cifar10, 'table1', 3 * 3 * 10 * 2 * 9, 18),
     (paper_resnet9_cifar10, 'table2', 3 * 3 * 10 * 2 * 3, 18),
@@ -230,11 +230,62 @@ def test_base_presets_set_capacity_and_masks():
     (mini_cifar10, 'swaps', 3 * 3 * 9, 3),
     (mini_cifar10, 'runlocal', 2 * 9, 1),
     (quickstart, 'sweep', 3 * 3, 1),
-])
+    (cpu_map, '', 3 * 3 * 3 * 9, 9),
+    (cpu_map, 'etd', 3 * 3 * 3 * 2, 9),
+    (cpu_map, 'tuned', 3 * 3 * (5 * 2 + 9), 3),  # The 1 x runs are table (a)'s; SCRUB x alpha.
+    (cpu_map, 'runlocal', 2 * 2 * 2 * 9, 4),
+]
+# A method's optimiser settings: tuned only on axes every method shares (SPEC §7-8, issue 18).
+_OPTIMISER_FIELDS = ('optimizer', 'learning_rate', 'momentum', 'weight_decay', 'epochs')
+
+
+@pytest.mark.parametrize('module, arg, cells, originals', SHIPPED_GRIDS)
 def test_reproduction_configs_expand_to_their_grids(module, arg, cells, originals):
   grid = sweep.expand_grid(module.get_config(arg))
   assert len(grid) == cells
   assert len({cell.original_key for cell in grid}) == originals
+
+
+@pytest.mark.parametrize('module, arg', [(module, arg) for module, arg, _, _ in SHIPPED_GRIDS
+                                          if 'runlocal' not in arg] + [(quickstart, '')])
+def test_shipped_configs_give_every_method_the_same_terms(module, arg):
+  config = module.get_config(arg)
+  cell_config = config.cell if 'cell' in config else config
+  # Each optimiser field departs from the methods' own defaults for all of them alike (the
+  # ViT's Adam 2e-5 for every method) or for none: no method gets another step size.
+  for field in _OPTIMISER_FIELDS:
+    changes = []
+    for name, settings in cell_config.methods.items():
+      default = methods.default_config(name).get(field)
+      if default is not None and settings[field] != default:
+        changes.append(settings[field] if isinstance(default, str) else settings[field] / default)
+      elif default is not None:
+        changes.append('unchanged')
+    assert len(set(changes)) == 1, (field, changes)
+  # Hyperparameter axes: SCRUB's alpha (the paper's grid), or a learning-rate axis that every
+  # method with a learning rate gets, with the same factors of its own default.
+  method_axes = config.get('method_axes', {})
+  learning_rates = {}
+  for name, settings in method_axes.items():
+    assert set(settings) <= {'alpha', 'learning_rate'}, (name, dict(settings))
+    assert 'alpha' not in settings or name == 'scrub', name
+    if 'learning_rate' in settings:
+      default = cell_config.methods[name].learning_rate
+      learning_rates[name] = {round(v / default, 6) for v in settings.learning_rate} | {1.0}
+  if learning_rates:
+    tuned_methods = {name for name in config.axes.method
+                     if 'learning_rate' in cell_config.methods[name]}
+    assert set(learning_rates) == tuned_methods
+    assert len({frozenset(f) for f in learning_rates.values()}) == 1, learning_rates
+
+
+def test_the_unlearning_defaults_are_the_papers_at_the_source():
+  # No method gets a learning rate of its own in the cell every config builds on (issue 18:
+  # REM once had 2 x the others').
+  cell = config_lib.cell_config()
+  for name, settings in cell.methods.items():
+    if 'learning_rate' in settings:
+      assert settings.learning_rate == methods.default_config(name).learning_rate == 0.005, name
 
 
 def test_config_arguments_are_checked():

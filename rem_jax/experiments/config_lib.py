@@ -45,7 +45,6 @@ def cell_config() -> ml_collections.ConfigDict:
     if 'eval_batch_size' in config.methods[name]:
       config.methods[name].eval_batch_size = 256
     if name.startswith('rem'):
-      config.methods[name].learning_rate = 0.01  # This small model heals faster at 2x REM's.
       del config.methods[name]['p_mem']    # REM's masks are the top-level p_mem's.
 
   config.base = 'plain'                    # plain | etd (extra units + per-example masks).

@@ -2,12 +2,16 @@
 
     python -m rem_jax.experiments.reports --results=WORKDIR/results.jsonl --outdir=WORKDIR/reports
 
+(`--results` takes several files, comma-separated: the sweeps of one benchmark, pooled.)
+
 Every number is in percent. Aggregation (SPEC §9): a run's Healed x Utility is computed per run;
 a table row pools every run of a (base, method) pair (regularities x discovery rates x seeds)
 and shows mean ± SEM (ddof 1). Rows are sorted by Healed x Utility. "Best per cell" (the
 paper's Tables 5-9) first keeps, for each (base, method, task, rate), the hyperparameter
 variant with the best Healed x Utility averaged over the cell's seeds, then pools. It reads the
-test set and D_c to choose: an oracle, never a headline.
+test set and D_c to choose: an oracle, never a headline. "Tuned" (table (b) of a benchmark:
+`configs/cpu_map.py:tuned`) chooses the same way on the tuning grid's seeds by the training-data
+proxy Acc(D_r)·(1 − max(Acc(D_f), 0.2)) instead: a choice a practitioner could make.
 
 Preconditions: a task only means something if the original model learned the corruption and
 the task. Per original model (base, task, seed), from its metrics before unlearning: test
@@ -15,8 +19,8 @@ accuracy ≥ `utility_floor`; poison: poison success on D_c ≥ `poison_floor`; 
 accuracy on D_c against the corrupted labels ≥ `memorised_floor`. Runs of a failing original
 are listed in the preconditions table and left out of every other table and figure.
 
-Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` (when some method has
-hyperparameter variants), `preconditions.md`, `failures.md` (cells whose method diverged: left
+Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` and `table_tuned.md`
+(when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose method diverged: left
 out of everything else), `costs.{md,csv}` (unlearning wall time relative to
 training, the paper's A.8 next to it), `heatmap_<base>_<variant>.png` and `heatmaps.png`
 (regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
@@ -30,7 +34,7 @@ import io
 import math
 import pathlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from absl import app
 from absl import flags
@@ -43,10 +47,13 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.methods import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Heatmap rows, high to low regularity (SPEC §1).
 TASK_ROWS = (('poison_trigger', 'high'), ('inter_class_confusion', 'medium'),
              ('random_label_swap', 'low'))
+# The gamma of the selection proxy: every method's default (SPEC §7).
+PROXY_GAMMA = 0.2
 METRICS = (('healed', 'Healed'), ('utility', 'Utility'), ('healed_x_utility', 'H×U'))
 # Unlearning time relative to training, the paper's appendix A.8 (percent).
 PAPER_COST_PERCENT = {'bad_teacher': 24.7, 'scrub': 14.0, 'rem': 10.7, 'potion': 9.1,
@@ -120,21 +127,62 @@ def by_method(records: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
   return groups
 
 
-def best_per_cell(records: Sequence[dict]) -> list[dict]:
+def healed_x_utility(record: dict) -> float:
+  return record['after']['healed_x_utility']
+
+
+def proxy(record: dict) -> float:
+  """The training-data proxy of a record's unlearned model, Acc(D_r) * (1 - max(Acc(D_f),
+  gamma)) with the methods' default gamma: what REM, NPO and ascent select their iteration
+  with, computable for any method's output, blind to the test set and to D_c."""
+  after = record['after']
+  return common.proxy(after['retain_accuracy'], after['forget_accuracy'], PROXY_GAMMA)
+
+
+def best_per_cell(records: Sequence[dict],
+                  score: Callable[[dict], float] = healed_x_utility) -> list[dict]:
   """For each (base, method, task, rate) cell, the records of the variant with the best mean
-  Healed x Utility over the cell's seeds (ties: the first seen), relabelled with the method's
-  name. One choice per cell, pooled over seeds (SPEC §8), not one per seed: a per-seed choice
-  would pick each seed's luckiest variant."""
+  `score` over the cell's seeds (ties: the first seen), relabelled with the method's name. One
+  choice per cell, pooled over seeds (SPEC §8), not one per seed: a per-seed choice would pick
+  each seed's luckiest variant. The default score, H×U, reads the test set and D_c (an
+  oracle); `proxy` reads training data only."""
   cells = collections.defaultdict(lambda: collections.defaultdict(list))
   for record in records:
     key = (record['base'], record['method'], record['task'], record['discovery_rate'])
     cells[key][record['variant']].append(record)
   chosen = []
   for variants in cells.values():
-    best = max(variants.values(),
-               key=lambda group: np.mean([r['after']['healed_x_utility'] for r in group]))
-    chosen.extend({**record, 'variant': record['method']} for record in best)
+    best = max(variants.values(), key=lambda group: np.mean([score(r) for r in group]))
+    chosen.extend({**record, 'variant': record['method'], 'chosen': record['variant']}
+                  for record in best)
   return chosen
+
+
+def tuned_seeds(records: Sequence[dict]) -> list:
+  """The seeds on which some method ran hyperparameter variants (a tuning grid's seeds)."""
+  return sorted({r['seed'] for r in records if r['variant'] != r['method']})
+
+
+def tuned(records: Sequence[dict]) -> list[dict]:
+  """Table (b): on the tuning grid's seeds only, each cell's variant chosen by `proxy`."""
+  seeds = tuned_seeds(records)
+  return best_per_cell([r for r in records if r['seed'] in seeds], score=proxy)
+
+
+def tuned_markdown(records: Sequence[dict]) -> str:
+  """The tuned table beside the defaults on the same seeds, and which variant each cell chose."""
+  seeds = tuned_seeds(records)
+  chosen = tuned(records)
+  defaults = [r for r in records if r['seed'] in seeds and r['variant'] == r['method']]
+  lines = [f'Tuned (seeds {seeds}): per (base, method, task, discovery rate), the variant with '
+           f'the best training-data proxy Acc(D_r)·(1 − max(Acc(D_f), {PROXY_GAMMA})), mean over '
+           'those seeds; never the test set or D_c.', '', table_markdown(pooled_rows(chosen)),
+           'Defaults on the same seeds:', '', table_markdown(pooled_rows(defaults)),
+           'Chosen variants:', '', '| base | method | task | rate | chosen |', '|---|---|---|---|---|']
+  picks = {(r['base'], r['method'], r['task'], r['discovery_rate']): r['chosen'] for r in chosen}
+  for (base, method, task, rate), variant in sorted(picks.items()):
+    lines.append(f'| {base} | {method} | {task} | {rate} | {variant} |')
+  return '\n'.join(lines) + '\n'
 
 
 def pooled_rows(records: Sequence[dict]) -> list[dict]:
@@ -390,6 +438,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
     if any(r['variant'] != r['method'] for r in kept):
+      text('table_tuned.md', tuned_markdown(kept))
       best = pooled_rows(best_per_cell(kept))
       text('table_best.md', table_markdown(best))
       text('table_best.csv', table_csv(best))
@@ -404,7 +453,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
 
 def _define_flags():
   """The command's flags (defined only when run as a script: importing defines none)."""
-  flags.DEFINE_string('results', None, "A sweep's results.jsonl.")
+  flags.DEFINE_list('results', None, "Sweeps' results.jsonl files, pooled.")
   flags.DEFINE_string('outdir', None, 'Where the reports go (default: beside the results).')
   flags.DEFINE_float('utility_floor', Thresholds.utility_floor,
                      'Minimum test accuracy of an original model.')
@@ -417,14 +466,15 @@ def _define_flags():
 def main(argv):
   del argv
   values = flags.FLAGS
-  results = pathlib.Path(values.results or '')
-  if not values.results or not results.is_file():
-    print(f'reports: error: --results must name an existing results.jsonl (got '
-          f'{values.results!r}).', file=sys.stderr)
+  paths = [pathlib.Path(p) for p in values.results or []]
+  missing = [str(p) for p in paths if not p.is_file()]
+  if not paths or missing:
+    print(f'reports: error: --results must name existing results.jsonl files, comma-separated '
+          f'(not found: {missing or values.results}).', file=sys.stderr)
     sys.exit(1)
-  records = store.ResultStore(results).read()
+  records = [r for path in paths for r in store.ResultStore(path).read()]
   thresholds = Thresholds(values.utility_floor, values.poison_floor, values.memorised_floor)
-  outdir = pathlib.Path(values.outdir) if values.outdir else results.parent / 'reports'
+  outdir = pathlib.Path(values.outdir) if values.outdir else paths[0].parent / 'reports'
   for path in write_reports(records, outdir, thresholds):
     print(path)
   print(summary_table(records, thresholds))

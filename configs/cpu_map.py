@@ -1,0 +1,84 @@
+"""The task space on a CPU: three regularities, three seeds, both bases, every method.
+
+    python launch.py --config=configs/cpu_map.py --workdir=workdirs/cpu_map/plain
+    python launch.py --config=configs/cpu_map.py:etd --workdir=workdirs/cpu_map/etd
+    python launch.py --config=configs/cpu_map.py:tuned --workdir=workdirs/cpu_map/tuned
+    python -m rem_jax.experiments.reports --outdir=benchmarks/results/cpu_map \
+        --results=workdirs/cpu_map/plain/results.jsonl,workdirs/cpu_map/etd/results.jsonl,\
+workdirs/cpu_map/tuned/results.jsonl
+
+Setting (`CELL`; chosen by `benchmarks/map_search.py`, whose table is
+`benchmarks/results/map_search.md`): the offline CIFAR-10 mirror, a seeded subset of
+`CELL['data.num_train']` training images and 2,000 test images, a capacity-0.5 ResNet-9 at
+`CELL['model.width_multiplier']` of the paper's widths, trained with the paper's augmentation.
+
+Grids:
+- no argument, table (a): plain base; poison trigger, inter-class confusion, random label swap;
+  discovery rates 0.2, 0.5, 1.0; seeds 0, 1, 2; No UL, Retrain, CF, ascent, NPO, SCRUB, Bad
+  Teacher, Potion, REM, each at its defaults (SPEC §7-8, `config_lib.cell_config`);
+- `etd`: the ETD base, same tasks, rates and seeds; ETD as trained and REM on it;
+- `tuned`, table (b): seed 0 of the plain grid again, each method that has a learning rate at ½
+  and 2 × its own default (the 1 × runs are table (a)'s), SCRUB also over alpha (0.001, 0.01,
+  0.1) at each rate. It trains nothing: link table (a)'s trained models first,
+  `ln -s ../plain/originals workdirs/cpu_map/tuned/originals`. The reports choose, per cell,
+  the variant with the best training-data proxy (`reports.proxy`, never the test set);
+- `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.
+"""
+
+import pathlib
+
+from rem_jax.experiments import config_lib
+
+MIRROR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
+TASKS = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
+RATES = (0.2, 0.5, 1.0)
+SEEDS = (0, 1, 2)
+PLAIN_METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion',
+                 'rem')
+ETD_METHODS = ('etd', 'rem_etd')
+# The learning-rate multipliers of table (b); 1 x is table (a).
+TUNED_FACTORS = (0.5, 2.0)
+SCRUB_ALPHAS = (0.001, 0.01, 0.1)
+# The setting, picked by benchmarks/map_search.py (its candidates override these fields).
+CELL = {
+    'dataset': 'cifar10', 'data.path': str(MIRROR), 'data.num_train': 2_000,
+    'data.num_test': 2_000, 'num_corrupted': 100, 'model.width_multiplier': 0.25,
+    'train.steps': 800, 'train.batch_size': 256, 'train.learning_rate': 0.05,
+    'train.checkpoint_every': 200, 'eval_batch_size': 500,
+}
+
+
+def cell(**overrides):
+  return config_lib.cell_with(**{**CELL, **overrides})
+
+
+def tuned_axes(settings) -> dict:
+  """Table (b)'s method axes: ½ and 2 x each method's own learning rate; SCRUB also alpha."""
+  axes = {}
+  for name in PLAIN_METHODS:
+    if 'learning_rate' not in settings.methods[name]:
+      continue
+    default = settings.methods[name].learning_rate
+    axes[name] = {'learning_rate': tuple(factor * default for factor in TUNED_FACTORS)}
+  default = settings.methods.scrub.learning_rate
+  axes['scrub'] = {'learning_rate': tuple(f * default for f in (0.5, 1.0, 2.0)),
+                   'alpha': SCRUB_ALPHAS}
+  return axes
+
+
+def get_config(arg: str = ''):
+  parts = config_lib.parse_arg(arg, ('etd', 'tuned', 'runlocal'), 'configs/cpu_map.py')
+  if {'etd', 'tuned'} <= parts:
+    raise ValueError("configs/cpu_map.py: 'etd' and 'tuned' are separate grids; pick one.")
+  settings = cell()
+  axes = {'seed': SEEDS, 'base': ('plain',), 'task': TASKS, 'discovery_rate': RATES,
+          'method': PLAIN_METHODS}
+  method_axes = {}
+  if 'etd' in parts:
+    axes.update(base=('etd',), method=ETD_METHODS)
+  if 'tuned' in parts:
+    axes.update(seed=(0,), method=tuple(m for m in PLAIN_METHODS
+                                        if 'learning_rate' in settings.methods[m]))
+    method_axes = tuned_axes(settings)
+  config = config_lib.sweep_config(settings, axes, method_axes)
+  return config_lib.runlocal(config) if 'runlocal' in parts else config
