@@ -344,8 +344,9 @@ def test_every_trained_baseline_compiles_once_for_all_discovery_rates(poisoned):
 
 
 @pytest.mark.parametrize('name', ['retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher',
-                                  'potion'])
-def test_baselines_run_on_an_etd_vit_and_return_the_base_architecture(name):
+                                  'potion', 'rem_etd'])
+def test_methods_run_on_an_etd_vit_and_return_the_base_architecture(name):
+  # A random label swap on a ViT: REM (on the ETD base, rem_etd) runs here on both.
   from rem_jax.data import corruptions, sources  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
   splits = sources.load('shapes', image_size=16, num_train=64, num_test=16, seed=0)
@@ -368,6 +369,9 @@ def test_baselines_run_on_an_etd_vit_and_return_the_base_architecture(name):
   expected = model if name == 'retrain' else model.base_model()  # Retrain repeats ETD training.
   assert result.model == expected
   assert all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(result.variables))
+  if name == 'rem_etd':  # Its switch: the base's own extra units and masks, none added.
+    assert result.record['expanded_here'] is False
+    assert result.record['mask_size'] == model.mask_size
 
 
 # ---- Bad input ---------------------------------------------------------------------------------
