@@ -264,11 +264,13 @@ def run(*, tiny: bool, data: str, output: str, parts) -> dict:
          'docstring) or pass --tiny.')
   plan = sizes(tiny)
   config = cell_config(tiny, data)
-  mesh = sharding.make_mesh()
+  # One device, as the check is specified (one H100/H200); --tiny likewise on one CPU device.
   device = jax.devices()[0]
+  mesh = sharding.make_mesh([device])
   report = Report(pathlib.Path(output), {
       'command': ' '.join(['python'] + sys.argv), 'tiny': tiny,
-      'device': f'{device.platform}: {device.device_kind}', 'num_devices': jax.device_count(),
+      'device': f'{device.platform}: {device.device_kind}', 'num_devices': 1,
+      'devices_present': jax.device_count(),
       'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'python': platform.python_version()})
   began = time.perf_counter()
   if 'throughput' in parts:

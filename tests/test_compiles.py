@@ -25,7 +25,8 @@ SETTINGS = {
     'scrub': {'epochs': 2, 'msteps': 1, 'eval_batch_size': 256},
     'bad_teacher': {'epochs': 1},
     'potion': {'eval_batch_size': 256, 'max_tries': 3},
-    'rem': {'epochs': 1, 'eval_batch_size': 256},
+    # test_rem.py's settings: on one worker, REM's compiled steps serve both files.
+    'rem': {'epochs': 1, 'learning_rate': 0.01, 'eval_batch_size': 256},
 }
 
 
