@@ -3,9 +3,10 @@
     python launch.py --config=configs/cpu_map.py --workdir=workdirs/cpu_map/plain
     python launch.py --config=configs/cpu_map.py:etd --workdir=workdirs/cpu_map/etd
     python launch.py --config=configs/cpu_map.py:tuned --workdir=workdirs/cpu_map/tuned
+    python launch.py --config=configs/cpu_map.py:ablations --workdir=workdirs/cpu_map/ablations
     python -m rem_jax.experiments.reports --outdir=benchmarks/results/cpu_map \
         --results=workdirs/cpu_map/plain/results.jsonl,workdirs/cpu_map/etd/results.jsonl,\
-workdirs/cpu_map/tuned/results.jsonl
+workdirs/cpu_map/tuned/results.jsonl,workdirs/cpu_map/ablations/results.jsonl
 
 Setting (`CELL`; chosen by `benchmarks/map_search.py`, whose table is
 `benchmarks/results/map_search.md`): the offline CIFAR-10 mirror, a seeded subset of
@@ -22,6 +23,8 @@ Grids:
   0.1) at each rate. It trains nothing: link table (a)'s trained models first,
   `ln -s ../plain/originals workdirs/cpu_map/tuned/originals`. The reports choose, per cell,
   the variant with the best training-data proxy (`reports.proxy`, never the test set);
+- `ablations`: Table 2's REM without redirection and without the removal term on seed 0 of
+  the plain grid (link the originals as for `tuned`);
 - `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.
 """
 
@@ -36,6 +39,8 @@ SEEDS = (0, 1, 2)
 PLAIN_METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion',
                  'rem')
 ETD_METHODS = ('etd', 'rem_etd')
+ABLATIONS = ('rem_no_redirect', 'rem_no_remove')
+GRIDS = ('etd', 'tuned', 'ablations')
 # The learning-rate multipliers of table (b); 1 x is table (a).
 TUNED_FACTORS = (0.5, 2.0)
 SCRUB_ALPHAS = (0.001, 0.01, 0.1)
@@ -67,15 +72,18 @@ def tuned_axes(settings) -> dict:
 
 
 def get_config(arg: str = ''):
-  parts = config_lib.parse_arg(arg, ('etd', 'tuned', 'runlocal'), 'configs/cpu_map.py')
-  if {'etd', 'tuned'} <= parts:
-    raise ValueError("configs/cpu_map.py: 'etd' and 'tuned' are separate grids; pick one.")
+  parts = config_lib.parse_arg(arg, GRIDS + ('runlocal',), 'configs/cpu_map.py')
+  if len(parts & set(GRIDS)) > 1:
+    raise ValueError(f'configs/cpu_map.py: {sorted(parts & set(GRIDS))} are separate grids; '
+                     'pick one.')
   settings = cell()
   axes = {'seed': SEEDS, 'base': ('plain',), 'task': TASKS, 'discovery_rate': RATES,
           'method': PLAIN_METHODS}
   method_axes = {}
   if 'etd' in parts:
     axes.update(base=('etd',), method=ETD_METHODS)
+  if 'ablations' in parts:
+    axes.update(seed=(0,), method=ABLATIONS)
   if 'tuned' in parts:
     axes.update(seed=(0,), method=tuple(m for m in PLAIN_METHODS
                                         if 'learning_rate' in settings.methods[m]))

@@ -233,6 +233,7 @@ SHIPPED_GRIDS = [
     (cpu_map, '', 3 * 3 * 3 * 9, 9),
     (cpu_map, 'etd', 3 * 3 * 3 * 2, 9),
     (cpu_map, 'tuned', 3 * 3 * (5 * 2 + 9), 3),  # The 1 x runs are table (a)'s; SCRUB x alpha.
+    (cpu_map, 'ablations', 3 * 3 * 2, 3),
     (cpu_map, 'runlocal', 2 * 2 * 2 * 9, 4),
 ]
 # A method's optimiser settings: tuned only on axes every method shares (SPEC §7-8, issue 18).

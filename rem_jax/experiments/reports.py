@@ -20,9 +20,11 @@ accuracy on D_c against the corrupted labels ≥ `memorised_floor`. Runs of a fa
 are listed in the preconditions table and left out of every other table and figure.
 
 Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` and `table_tuned.md`
-(when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose method diverged: left
-out of everything else), `costs.{md,csv}` (unlearning wall time relative to
-training, the paper's A.8 next to it), `heatmap_<base>_<variant>.png` and `heatmaps.png`
+(when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose
+method diverged: left out of everything else), `costs.{md,csv}` (unlearning wall time relative
+to training, the paper's A.8 next to it), `claims.md` (the paper's claims checked one by one,
+`rem_jax.experiments.claims`; when the records span several tasks),
+`heatmap_<base>_<variant>.png` and `heatmaps.png`
 (regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
 `dynamics_<base>_<variant>_<task>.png` (REM's Fig. 5).
 """
@@ -45,6 +47,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import claims  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.methods import common  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -443,6 +446,8 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
       text('table_best.md', table_markdown(best))
       text('table_best.csv', table_csv(best))
       text('table_best.tex', table_latex(best))
+    if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
+      text('claims.md', claims.claims_markdown(kept))
     costs = cost_rows(kept)
     text('costs.md', costs_markdown(costs))
     text('costs.csv', costs_csv(costs))

@@ -1,0 +1,94 @@
+"""The claims table from hand-made records: each rule's verdict where the numbers say so."""
+
+import itertools
+
+from rem_jax.experiments import claims
+
+TASKS = tuple(claims.REGULARITY)
+RATES = (0.2, 1.0)
+
+# H×U by (method, task, rate): a world in which every claim of the paper holds.
+PAPER_WORLD = {
+    ('rem', 'poison_trigger'): (0.8, 0.8), ('rem', 'inter_class_confusion'): (0.7, 0.75),
+    ('rem', 'random_label_swap'): (0.6, 0.7),
+    ('retrain', 'poison_trigger'): (0.1, 0.8), ('retrain', 'inter_class_confusion'): (0.3, 0.7),
+    ('retrain', 'random_label_swap'): (0.4, 0.6),
+    ('cf', 'poison_trigger'): (0.1, 0.7), ('cf', 'inter_class_confusion'): (0.3, 0.6),
+    ('cf', 'random_label_swap'): (0.4, 0.5),
+    ('scrub', 'poison_trigger'): (0.1, 0.75), ('scrub', 'inter_class_confusion'): (0.3, 0.65),
+    ('scrub', 'random_label_swap'): (0.4, 0.55),
+    ('potion', 'poison_trigger'): (0.7, 0.7), ('potion', 'inter_class_confusion'): (0.3, 0.3),
+    ('potion', 'random_label_swap'): (0.1, 0.1),
+    ('no_ul', 'poison_trigger'): (0.1, 0.1), ('no_ul', 'inter_class_confusion'): (0.2, 0.2),
+    ('no_ul', 'random_label_swap'): (0.2, 0.2),
+}
+
+
+def _records(world, *, etd_world=None, seeds=(0, 1), ablation_gap=0.1):
+  records = []
+  jitter = {0: -0.005, 1: 0.005}
+  for (method, task), by_rate in world.items():
+    for rate, seed in itertools.product(RATES, seeds):
+      hxu = by_rate[RATES.index(rate)] + jitter[seed]
+      record = {'base': 'plain', 'method': method, 'variant': method, 'task': task,
+                'discovery_rate': rate, 'seed': seed,
+                'after': {'healed_x_utility': hxu, 'healed': hxu, 'utility': 0.9},
+                'unlearn': {}}
+      if method == 'rem':
+        record['unlearn']['iterations'] = [{'corrupted_accuracy_shared_mask': 0.9,
+                                            'corrupted_accuracy_drop': 0.05 + jitter[seed]}]
+      records.append(record)
+      if method == 'rem' and seed == 0:
+        for ablation in ('rem_no_redirect', 'rem_no_remove'):
+          records.append({**record, 'method': ablation, 'variant': ablation,
+                          'after': {**record['after'], 'healed_x_utility': hxu - ablation_gap}})
+  etd_world = etd_world or {('etd', 'poison_trigger'): 0.2, ('etd', 'random_label_swap'): 0.6,
+                            ('etd', 'inter_class_confusion'): 0.4,
+                            ('rem_etd', 'poison_trigger'): 0.85,
+                            ('rem_etd', 'random_label_swap'): 0.7,
+                            ('rem_etd', 'inter_class_confusion'): 0.75}
+  for (method, task), hxu in etd_world.items():
+    for rate, seed in itertools.product(RATES, seeds):
+      healed, utility = (0.95, 0.8) if method == 'rem_etd' else (hxu, 0.9)
+      records.append({'base': 'etd', 'method': method, 'variant': method, 'task': task,
+                      'discovery_rate': rate, 'seed': seed, 'unlearn': {},
+                      'after': {'healed_x_utility': hxu + jitter[seed],
+                                'healed': healed + jitter[seed], 'utility': utility}})
+  return records
+
+
+def _verdicts(records):
+  return [check(records)[1] for _, check, _ in claims.CLAIMS]
+
+
+def test_every_claim_holds_in_the_papers_world():
+  assert _verdicts(_records(PAPER_WORLD)) == [claims.HOLDS] * len(claims.CLAIMS)
+  text = claims.claims_markdown(_records(PAPER_WORLD))
+  assert text.count('**holds**') == len(claims.CLAIMS)
+  assert 'plain: rem 72.5 ± 2.1, best other retrain 48.3 ± 7.3' in text
+
+
+def test_each_claim_fails_when_its_numbers_turn():
+  world = dict(PAPER_WORLD)
+  world[('scrub', 'poison_trigger')] = (0.95, 0.95)   # SCRUB: top, and fine at partial rates.
+  world[('rem', 'random_label_swap')] = (0.05, 0.7)   # REM collapses in one cell.
+  world[('potion', 'random_label_swap')] = (0.8, 0.8)  # Potion does well at low regularity.
+  verdicts = dict(zip([c for c, _, _ in claims.CLAIMS], _verdicts(
+      _records(world, ablation_gap=-0.1))))
+  assert verdicts[claims.CLAIMS[1][0]] == claims.FAILS        # no collapse
+  assert verdicts[claims.CLAIMS[2][0]] == claims.FAILS        # partial discovery
+  assert verdicts[claims.CLAIMS[3][0]] == claims.FAILS        # Potion
+  assert verdicts[claims.CLAIMS[7][0]] == claims.FAILS        # ablations
+  etd = {('etd', 'poison_trigger'): 0.6, ('etd', 'random_label_swap'): 0.2,
+         ('etd', 'inter_class_confusion'): 0.4, ('rem_etd', 'poison_trigger'): 0.1,
+         ('rem_etd', 'random_label_swap'): 0.1, ('rem_etd', 'inter_class_confusion'): 0.1}
+  verdicts = _verdicts(_records(PAPER_WORLD, etd_world=etd))
+  assert verdicts[0] == claims.FAILS   # REM (ETD) below ETD on the ETD base.
+  assert verdicts[4] == claims.FAILS   # ETD better at high regularity.
+
+
+def test_too_few_records_cannot_tell():
+  assert _verdicts([]) == [claims.UNCLEAR] * len(claims.CLAIMS)
+  one_seed = _records(PAPER_WORLD, seeds=(0,))
+  # One seed has no spread: the SEM is 0 and the gaps decide.
+  assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
