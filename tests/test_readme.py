@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from rem_jax.experiments import cell, config_lib, fields
+from configs import quickstart
+from rem_jax.experiments import cell, config_lib, fields, store
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / 'README.md'
@@ -93,6 +94,24 @@ def test_a_value_outside_the_allowed_column_is_an_error_naming_the_field(field):
   accepts = fields.CELL_FIELDS[field].accepts.replace('`', '')
   assert str(error.value) == (f'{field}={BAD_VALUES[field]!r} is not allowed; allowed: '
                               f'{accepts}.')
+
+
+def test_the_quickstart_numbers_are_the_committed_sweeps():
+  # README's quickstart steps 2 and 3 quote benchmarks/results/quickstart_sweep/ (step 2's cell
+  # is the sweep's REM cell at rate 0.5: same config, same trained model).
+  records = store.ResultStore(ROOT / 'benchmarks' / 'results' / 'quickstart_sweep'
+                              / 'results.jsonl').read()
+  by_cell = {(r['method'], r['discovery_rate']): r for r in records}
+  assert len(by_cell) == len(quickstart.SWEEP_METHODS) * len(quickstart.SWEEP_RATES)
+  text = ' '.join(README.read_text().split())
+  for method, label in (('rem', 'REM'), ('ascent', 'ascent'), ('npo', 'NPO')):
+    shown = ' / '.join(f'{by_cell[(method, rate)]["after"]["healed_x_utility"]:.3f}'
+                       for rate in quickstart.SWEEP_RATES)
+    assert f'{label} {shown}' in text, (label, shown)
+  rem = by_cell[('rem', 0.5)]
+  for when in ('before', 'after'):
+    shown = f'Healed {rem[when]["healed"]:.2f}, Utility {rem[when]["utility"]:.2f}'
+    assert shown in text, (when, shown)
 
 
 def test_the_readme_shows_the_test_command_that_ci_runs():
