@@ -27,8 +27,8 @@ def test_tiny_runs_every_part_and_writes_one_json(gpu_check, tmp_path):
   parts = value['parts']
   assert set(parts) == {'throughput', 'peer', 'original', 'methods'}
   rows = parts['throughput']['results']
-  assert [(r['model'], r['dtype']) for r in rows] == [
-      ('resnet9_full', 'float32'), ('resnet9_half', 'bfloat16'), ('vit', 'bfloat16')]
+  assert [(r['model'], r['dtype']) for r in rows] == [('resnet9_full', 'float32'),
+                                                       ('vit', 'bfloat16')]
   assert all(r['images_per_s'] > 0 and r['step_s'] > 0 for r in rows)
   peer = parts['peer']  # PyTorch is an optional extra: compared if installed, else a note.
   assert 'pip install' in peer.get('skipped', '') or peer['comparisons'][0]['results']
