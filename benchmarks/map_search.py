@@ -6,10 +6,10 @@
 
 Each candidate is `configs/cpu_map.py`'s plain grid with its own data size, |D_c|, width and
 training steps (`CANDIDATES`; the augmentation stays the paper's, every other field is the
-map's). For each seed it
-runs the grid's No UL cells at discovery rate 0.5 (`--config.only`), which trains one original
-model per task, into `--workdir/<candidate>`: a re-run resumes, and the chosen candidate's
-`originals/` serve the map itself (`ln -s`, the folders are named by what shapes them).
+map's). For each seed it runs the grid's No UL cells at discovery rate 0.5 (`--config.only`),
+which trains one original model per task, into `--workdir/<candidate>`: a re-run resumes, and
+the chosen candidate's `originals/` serve the map itself (`ln -s`: the folders are named by
+what shapes them).
 
 `--report` (also printed after every run) reads every candidate's records and writes
 `--output` (.json and .md): per candidate, task and seed, the original model's test accuracy,
