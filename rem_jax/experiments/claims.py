@@ -196,7 +196,7 @@ def ablations(records) -> tuple[str, str]:
   for r in seed0:
     by_cell[(r['task'], r['discovery_rate'])][r['method']] = r['after']['healed_x_utility']
   wins = [c for c, m in by_cell.items() if 'rem' in m and m['rem'] >= max(
-      v for k, v in m.items() if not k.startswith('rem'))]
+      (v for k, v in m.items() if not k.startswith('rem')), default=-math.inf)]
   parts, verdicts = [], []
   for ablation in ('rem_no_redirect', 'rem_no_remove'):
     gaps = [by_cell[c]['rem'] - by_cell[c][ablation] for c in wins if ablation in by_cell[c]]
