@@ -116,22 +116,20 @@ def partial_discovery(records) -> tuple[str, str]:
   parts, verdicts = [], []
   for method in PARTIAL_DISCOVERY_METHODS:
     cells = _cells(records, 'plain', method)
-    drops = {}
+    rates = {}  # task -> (H×U at rate 1.0, mean H×U and SEM over the partial rates)
     for task in REGULARITY:
       full = cells.get((task, 1.0))
       partial = [v for (t, rate), v in cells.items() if t == task and rate < 1.0]
       if full and partial:
-        drops[task] = (full[0] - np.mean([v[0] for v in partial]), full,
-                       (float(np.mean([v[0] for v in partial])),
-                        float(np.mean([v[1] for v in partial]))))
-    if not drops:
+        rates[task] = full, tuple(float(x) for x in np.mean(partial, axis=0))
+    if not rates:
       continue
-    fails_partial = [compare(full, part) for _, full, part in drops.values()]
-    most = max(drops, key=lambda t: drops[t][0])
-    verdicts.append(combine(fails_partial + [HOLDS if most == 'poison_trigger' else FAILS]))
+    most = max(rates, key=lambda t: rates[t][0][0] - rates[t][1][0])  # The largest drop.
+    verdicts.append(combine([compare(full, part) for full, part in rates.values()]
+                            + [HOLDS if most == 'poison_trigger' else FAILS]))
     parts.append(f'{method}: ' + ', '.join(
         f'{REGULARITY[t]} {_show(part)} partial vs {_show(full)} at 1.0'
-        for t, (_, full, part) in drops.items()) + f' (largest drop: {REGULARITY[most]})')
+        for t, (full, part) in rates.items()) + f' (largest drop: {REGULARITY[most]})')
   return '; '.join(parts) or 'no records', combine(verdicts)
 
 
