@@ -22,7 +22,10 @@ import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 
 @pytest.fixture(scope='session')
-def poisoned():
-  """A tiny ResNet-9 trained once per session on a poisoned task (see tests/poisoned.py)."""
+def poisoned(tmp_path_factory):
+  """A tiny ResNet-9 trained once per run on a poisoned task (see tests/poisoned.py)."""
   from tests import poisoned as poisoned_module  # pylint: disable=g-import-not-at-top
-  return poisoned_module.train_poisoned()
+  if 'PYTEST_XDIST_WORKER' not in os.environ:
+    return poisoned_module.train_poisoned()
+  # The workers' base temporary directories share this parent, one per run.
+  return poisoned_module.shared_poisoned(tmp_path_factory.getbasetemp().parent)

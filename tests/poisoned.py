@@ -1,6 +1,9 @@
 """The shared behaviour fixture: a tiny ResNet-9 trained once on a poisoned `shapes` task."""
 
 import dataclasses
+import fcntl
+import pathlib
+import pickle
 
 import jax
 
@@ -52,3 +55,22 @@ def train_poisoned() -> Poisoned:
   variables, _ = trainer.train(model, init_variables(model, jax.random.key(0), (16, 16, 3)),
                                views.train, RECIPE, mesh=mesh, seed=TRAIN_SEED)
   return Poisoned(model, jax.device_get(variables), splits, record, mesh, images)
+
+
+def shared_poisoned(directory: pathlib.Path) -> Poisoned:
+  """`train_poisoned()`, trained by the first test process that asks and read by the others.
+
+  Each pytest-xdist worker is a process of its own: without this, each spends half a minute
+  training the same model. `directory` is common to the run's workers, new for every run.
+  """
+  with open(directory / 'poisoned.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # The others wait here while the first one trains.
+    path = directory / 'poisoned.pkl'
+    if path.is_file():
+      model, variables, splits, record = pickle.loads(path.read_bytes())
+      mesh = sharding.make_mesh()
+      return Poisoned(model, variables, splits, record, mesh, pipeline.put_images(splits, mesh))
+    poisoned = train_poisoned()
+    path.write_bytes(pickle.dumps(
+        (poisoned.model, poisoned.variables, poisoned.splits, poisoned.record)))
+    return poisoned
