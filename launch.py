@@ -143,7 +143,10 @@ _COLUMNS = {'healed': 'Healed', 'utility': 'Utility', 'healed_x_utility': 'Heale
 
 
 def report(result: dict) -> str:
-  """The headline metrics before and after unlearning, as a small table (a sweep: its own)."""
+  """The headline metrics before and after unlearning, as a small table (a sweep, a diagnosis:
+  their own)."""
+  if 'regularity' in result:
+    return experiments.diagnose.headline(result)
   if 'summary' in result:
     return (f'{result["summary"]}\nRan {result["ran"]} of {result["selected"]} selected cells; '
             f'records in {result["results"]}, reports in {len(result["reports"])} files.')

@@ -28,6 +28,14 @@ def predict_step(model, variables: dict, images, batch: pipeline.Batch):
   return jnp.argmax(model.apply(variables, inputs, mask, train=False), -1).astype(jnp.int32)
 
 
+def probabilities_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode, eval-mode class probabilities (softmax, float32) of a batch."""
+  inputs = pipeline.eval_inputs(images, batch, model.dtype)
+  mask = masks.drop_mask(inputs.shape[0], model.mask_size)
+  logits = model.apply(variables, inputs, mask, train=False).astype(jnp.float32)
+  return jax.nn.softmax(logits, -1)
+
+
 def accuracy_step(model, variables: dict, images, batch: pipeline.Batch):
   """Drop-mode (Σ weight·correct, Σ weight) of a batch against its labels, on the device."""
   correct = (predict_step(model, variables, images, batch) == batch.labels).astype(jnp.float32)
@@ -48,6 +56,14 @@ def jit_predict_step(model, mesh) -> Callable:
                  out_shardings=sharding.batch_sharding(mesh))
 
 
+@functools.lru_cache(maxsize=64)
+def jit_probabilities_step(model, mesh) -> Callable:
+  """`probabilities_step` compiled for `mesh`; the rows stay sharded along the batch."""
+  return jax.jit(
+      lambda variables, images, batch: probabilities_step(model, variables, images, batch),
+      out_shardings=sharding.batch_sharding(mesh))
+
+
 def view_accuracy(accuracy_fn: Callable, variables: dict, images, view: pipeline.View,
                   batch_size: int, mesh):
   """Drop-mode (correct, count) over every example of `view`, summed on the device.
@@ -61,7 +77,8 @@ def view_accuracy(accuracy_fn: Callable, variables: dict, images, view: pipeline
 
 def predict(predict_fn: Callable, variables: dict, images, view: pipeline.View,
             batch_size: int, mesh):
-  """Drop-mode predictions for every example of `view`, in view order (host int32 array)."""
+  """`predict_fn`'s per-example output for every example of `view`, in view order, on the host
+  (predictions, int32 (M,); or probabilities, (M, classes))."""
   outputs = [(predict_fn(variables, images, batch), batch.weights)
              for batch in view.evaluation_batches(batch_size, mesh)]
   predictions = jnp.concatenate([p for p, _ in outputs])
@@ -95,6 +112,11 @@ class Evaluator:
 
   def predictions(self, variables: dict, view: pipeline.View) -> np.ndarray:
     return predict(self._predict, variables, view.images, view, self.batch_size, self.mesh)
+
+  def probabilities(self, variables: dict, view: pipeline.View) -> np.ndarray:
+    """Drop-mode class probabilities, float32 (M, classes), in view order."""
+    return predict(jit_probabilities_step(self.model, self.mesh), variables, view.images, view,
+                   self.batch_size, self.mesh)
 
   def __call__(self, variables: dict) -> dict[str, float]:
     """Healed, Utility, Healed x Utility and the secondary metrics, as floats in [0, 1]."""

@@ -18,6 +18,8 @@ runs aggregate exactly; the functions here take whole-view predictions and retur
   precondition for the label-swap tasks.
 """
 
+import math
+
 import numpy as np
 
 
@@ -60,3 +62,12 @@ def class_accuracy(predictions, labels, classes) -> float:
   labels = np.asarray(labels)
   inside = np.isin(labels, np.asarray(classes))
   return accuracy(np.asarray(predictions)[inside], labels[inside])
+
+
+def mean_sem(values) -> tuple[float, float]:
+  """(mean, standard error of the mean with ddof 1); the SEM of one value is NaN."""
+  values = np.asarray(values, np.float64)
+  if values.size == 0:
+    raise ValueError('mean_sem: no values.')
+  sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
+  return float(values.mean()), sem

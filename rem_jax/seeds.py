@@ -19,6 +19,8 @@ class Stream(enum.IntEnum):
   DATA_ORDER = 2  # Epoch shuffles: epoch e's order is fold_in(key, e).
   RETRAIN_INIT = 3  # Retrain's fresh model.
   BAD_TEACHER_INIT = 4  # Bad Teacher's randomly initialised teacher.
+  PROBE_INIT = 5  # A diagnosis's probe models (probe k: fold_in(key, k)).
+  DIAGNOSIS = 6  # A diagnosis's folds, calibration halves and bootstrap (numpy).
 
 
 def key(seed: int, stream: Stream) -> jax.Array:

@@ -1,11 +1,13 @@
 """Experiments: one benchmark cell end to end, a sweep over the task space, and the
-practitioner's unlearning run."""
+practitioner's unlearning run and diagnosis."""
 
 from rem_jax.experiments import cell
+from rem_jax.experiments import diagnose
 from rem_jax.experiments import practitioner
 from rem_jax.experiments import sweep
 
-EXPERIMENTS = {'cell': cell.run, 'sweep': sweep.run, 'unlearn': practitioner.run}
+EXPERIMENTS = {'cell': cell.run, 'sweep': sweep.run, 'unlearn': practitioner.run,
+               'diagnose': diagnose.run}
 
 
 def run(config, workdir, *, overwrite: bool = False, overrides=()) -> dict:

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rem_jax.diagnosis import regularity as regularity_lib
+
 HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
-REGULARITY = {'poison_trigger': 'high', 'inter_class_confusion': 'medium',
-              'random_label_swap': 'low'}
+REGULARITY = regularity_lib.ROWS  # Each task's row of the map.
 
 
 def _defaults(records, base: str, method: str) -> list[dict]:

@@ -7,6 +7,7 @@ repository root on `sys.path`.
 - `cell_config()`: every field of a cell config with its default (the quickstart cell: 5,000
   32x32 `shapes` images, 250 poisoned, a width/8 capacity-0.5 ResNet-9, REM at discovery 0.5);
 - `unlearn_config()`: the practitioner's run (configs/unlearn.py);
+- `diagnose_config()`: the practitioner's diagnosis (configs/diagnose.py);
 - `cell_with(**{'dotted.field': value})`: that cell with overrides;
 - `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`);
 - `runlocal(sweep)`: a few-minute CPU smoke version of any sweep: the built-in `shapes` data at
@@ -90,6 +91,21 @@ def unlearn_config() -> ml_collections.ConfigDict:
   config.model = base.model
   config.batch_size = base.train.batch_size
   config.eval_batch_size = base.eval_batch_size
+  return config
+
+
+def diagnose_config() -> ml_collections.ConfigDict:
+  """A practitioner's diagnosis (configs/diagnose.py): what `unlearn_config` takes, and more."""
+  config = unlearn_config()
+  config.experiment = 'diagnose'
+  config.method = config_dict.placeholder(str)  # With unlearn: unset runs the advised method.
+  config.folds = 2                         # Probe models, each holding out 1/folds of the data.
+  config.probe_steps = config_dict.placeholder(int)  # Unset: the training recipe's steps.
+  config.bootstrap = 1000                  # Resamples of the regularity score's interval.
+  config.records = config_dict.placeholder(str)  # results.jsonl or a summary; unset: packaged.
+  config.unlearn = False                   # Then unlearn D_f and the suspects.
+  # The probes' recipe when the checkpoint is a .msgpack (a launch.py workdir records its own).
+  config.train = cell_config().train
   return config
 
 

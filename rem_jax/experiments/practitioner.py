@@ -200,7 +200,7 @@ def practitioner_metrics(evaluate, variables, views) -> dict:
           'retain_accuracy': metrics.accuracy(predict(views.retain), views.retain.labels)}
 
 
-def _forget_ids(config, splits: sources.Splits) -> np.ndarray:
+def forget_ids_of(config, splits: sources.Splits) -> np.ndarray:
   forget_ids = corruptions.check_forget_ids(read_ids(config.forget_ids),
                                             splits.train.num_examples)
   if len(forget_ids) == splits.train.num_examples:
@@ -209,7 +209,7 @@ def _forget_ids(config, splits: sources.Splits) -> np.ndarray:
   return forget_ids
 
 
-def _corruption(config, splits: sources.Splits) -> corruptions.CorruptionRecord | None:
+def corruption_of(config, splits: sources.Splits) -> corruptions.CorruptionRecord | None:
   if not config.corruption:
     return None
   record = corruptions.load_record(config.corruption)
@@ -238,8 +238,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
                     owned=(RESULTS_FILE, IDS_FILE, MSGPACK_FILE))
   splits = cell.load_splits(config)
   cell.check_data_fits(config, splits)
-  forget_ids = _forget_ids(config, splits)
-  corruption = _corruption(config, splits)
+  forget_ids = forget_ids_of(config, splits)
+  corruption = corruption_of(config, splits)
   files.write_json_atomic(workdir / IDS_FILE, {'forget_ids': forget_ids.tolist()})
   images = pipeline.put_images(splits, mesh)
   views = pipeline.make_practitioner_views(splits, forget_ids, images, corruption)

@@ -47,14 +47,14 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import claims  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.methods import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Heatmap rows, high to low regularity (SPEC §1).
-TASK_ROWS = (('poison_trigger', 'high'), ('inter_class_confusion', 'medium'),
-             ('random_label_swap', 'low'))
+TASK_ROWS = tuple(claims.REGULARITY.items())
 # The gamma of the selection proxy: every method's default (SPEC §7).
 PROXY_GAMMA = 0.2
 METRICS = (('healed', 'Healed'), ('utility', 'Utility'), ('healed_x_utility', 'H×U'))
@@ -63,13 +63,7 @@ PAPER_COST_PERCENT = {'bad_teacher': 24.7, 'scrub': 14.0, 'rem': 10.7, 'potion':
                       'npo': 0.2, 'ascent': 0.2}
 
 
-def mean_sem(values: Sequence[float]) -> tuple[float, float]:
-  """(mean, standard error of the mean with ddof 1); the SEM of one value is NaN."""
-  values = np.asarray(values, np.float64)
-  if values.size == 0:
-    raise ValueError('mean_sem: no values.')
-  sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
-  return float(values.mean()), sem
+mean_sem = metrics.mean_sem  # Its home is rem_jax.metrics; the tables call it by this name.
 
 
 # ---- Preconditions ------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+"""Diagnose a corrupted set: where the task lies on the map, what was missed, which method.
+
+    python launch.py --config=configs/diagnose.py --workdir=/tmp/rem_diagnosis \\
+      --config.checkpoint=/tmp/rem_quickstart --config.forget_ids=/path/to/found.txt
+
+Takes what configs/unlearn.py takes (a trained model, the ids found, the training data as you
+have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked suspects
+(`suspects.json`) and every example's scores (`scores.npz`) to the workdir:
+- the found set's regularity score (probe models' held-out agreement with its labels, `folds`
+  of them, each trained with the checkpoint's recipe or `probe_steps` steps) and its row of the
+  map;
+- suspects: corrupted examples not yet found, by co-forgetting and out-of-sample disagreement
+  (cleanlab), with a threshold calibrated on the found set;
+- the estimated discovery rate, and the method with the best H×U in that cell of a benchmark
+  (`records`: the packaged CPU map by default, or a sweep's results.jsonl).
+`--config.unlearn=true` then unlearns D_f and the suspects with the advised method (or
+`method`) into `<workdir>/unlearned`.
+
+To rehearse on the quickstart's model: `--config.checkpoint=/tmp/rem_quickstart
+--config.corruption=/tmp/rem_quickstart/corruption.json` and a file of some of its ids.
+"""
+
+import ml_collections
+
+from rem_jax.experiments import config_lib
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Every field: `rem_jax.experiments.config_lib.diagnose_config`."""
+  return config_lib.diagnose_config()

@@ -1,0 +1,118 @@
+"""Which method to use where a task lies on the map: read from a benchmark's records.
+
+A *summary* holds what advice needs from a benchmark: the regularity score each benchmark task
+measured (`regularity.ROWS` maps a task to its row) and, per (base, task, discovery rate,
+method), the mean H×U ± SEM over seeds at the methods' defaults. `summarise` builds one from a
+sweep's records; the CPU map's ships inside the package (`PACKAGED`).
+"""
+
+import collections
+import json
+import pathlib
+
+from rem_jax import files
+from rem_jax import metrics
+from rem_jax.diagnosis import regularity
+
+PACKAGED = pathlib.Path(__file__).with_name('map_summary.json')
+
+
+def summarise(records, regularity_scores: dict[str, float] | None = None, *,
+              passed=lambda record: True, source: str = '') -> dict:
+  """The summary of a sweep's records: completed cells at the defaults (a tuning grid's
+  variants are left out) whose original model `passed` its preconditions."""
+  cells = collections.defaultdict(list)
+  for record in records:
+    if 'error' in record or record['variant'] != record['method'] or not passed(record):
+      continue
+    key = (record['base'], record['task'], record['discovery_rate'], record['method'])
+    cells[key].append(record['after']['healed_x_utility'])
+  rows = []
+  for (base, task, rate, method), values in sorted(cells.items()):
+    mean, sem = metrics.mean_sem(values)
+    rows.append({'base': base, 'task': task, 'discovery_rate': rate, 'method': method,
+                 'healed_x_utility': mean, 'sem': sem, 'seeds': len(values)})
+  return {'source': source, 'regularity_scores': dict(regularity_scores or {}), 'cells': rows}
+
+
+def read_records(path: pathlib.Path) -> list[dict]:
+  """The records of a sweep's results.jsonl, every line JSON (a ValueError names the line)."""
+  rows = []
+  for number, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      raise ValueError(f'records={str(path)!r}: line {number} is not JSON.') from None
+  return rows
+
+
+def load(path=None) -> dict:
+  """A summary: `path` a summary .json or a sweep's results.jsonl; None: the packaged one.
+
+  A results.jsonl has no regularity scores of its own: the packaged summary's are used.
+  """
+  if path is None:
+    if not PACKAGED.is_file():
+      raise ValueError('records: this installation has no packaged map summary; pass '
+                       '--config.records=<a sweep results.jsonl or summary .json>.')
+    return json.loads(PACKAGED.read_text())
+  path = pathlib.Path(path).expanduser()
+  if not path.is_file():
+    raise ValueError(f'records={str(path)!r} is not a file.')
+  if path.suffix == '.jsonl':
+    records = read_records(path)
+    missing = [k for k in ('variant', 'method', 'base', 'task', 'discovery_rate')
+               if records and k not in records[0]]
+    if not records or missing:
+      raise ValueError(f'records={str(path)!r} holds no sweep records'
+                       + (f' (no field {missing[0]!r})' if missing else '') + '.')
+    scores = load()['regularity_scores'] if PACKAGED.is_file() else {}
+    return summarise(records, scores, source=str(path))
+  try:
+    summary = json.loads(path.read_text())
+  except ValueError:
+    raise ValueError(f'records={str(path)!r} is neither JSON nor a results.jsonl.') from None
+  if not isinstance(summary, dict) or 'cells' not in summary:
+    raise ValueError(f'records={str(path)!r} is not a map summary (no "cells").')
+  return summary
+
+
+def write(summary: dict, path) -> None:
+  files.write_json_atomic(pathlib.Path(path), summary)
+
+
+def advise(summary: dict, task: str, discovery_rate: float, base: str = 'plain') -> dict:
+  """The method with the best mean H×U in the map's cell (task's row, nearest rate), and the
+  runner-up. A ValueError when the summary has no cell for that row and base."""
+  cells = [c for c in summary['cells'] if c['task'] == task and c['base'] == base]
+  if not cells:
+    raise ValueError(f'records: no {base}-base cells of task {task!r} '
+                     f'({regularity.ROWS.get(task, "?")} regularity); the records must cover '
+                     'it.')
+  rates = sorted({c['discovery_rate'] for c in cells})
+  rate = min(rates, key=lambda r: (abs(r - discovery_rate), r))
+  ranked = sorted((c for c in cells if c['discovery_rate'] == rate),
+                  key=lambda c: -c['healed_x_utility'])
+  pick = lambda c: None if c is None else {k: c[k] for k in ('method', 'healed_x_utility',
+                                                              'sem', 'seeds')}
+  return {'task': task, 'row': regularity.ROWS[task], 'base': base, 'discovery_rate': rate,
+          'best': pick(ranked[0]), 'runner_up': pick(ranked[1] if len(ranked) > 1 else None),
+          'cell': [pick(c) for c in ranked]}
+
+
+def check_covers(summary: dict, base: str) -> None:
+  """The summary can place any task and advise on `base`: every benchmark task has a measured
+  regularity score and cells on that base (a ValueError says what is missing)."""
+  source = summary.get('source') or 'the packaged map summary'
+  scores = summary.get('regularity_scores', {})
+  missing = [t for t in regularity.ROWS if t not in scores]
+  if missing:
+    raise ValueError(f'records: {source} has no measured regularity score for {missing}; '
+                     'give a summary that has (benchmarks/diagnose_map.py writes one).')
+  uncovered = [t for t in regularity.ROWS
+               if not any(c['task'] == t and c['base'] == base for c in summary['cells'])]
+  if uncovered:
+    raise ValueError(f'records: {source} has no {base}-base cells of {uncovered}; the records '
+                     'must cover every task on the checkpoint\'s base.')

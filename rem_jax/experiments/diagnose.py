@@ -1,0 +1,476 @@
+"""A practitioner's diagnosis: where the task lies on the map, what was missed, which method.
+
+    trained model + the ids found + the training data -> regularity, suspects, advice
+
+`diagnose` is the library function (a trained model and its views in, a `Diagnosis` out);
+`run` is configs/diagnose.py's experiment: it loads what configs/unlearn.py loads, diagnoses,
+writes the report (`report.md`, `diagnosis.json`, `diagnosis.png`, `suspects.json`,
+`scores.npz`) and, with `unlearn`, unlearns D_f and the suspects with the advised method.
+
+The steps (their pure parts live in `rem_jax.diagnosis`):
+1. Probes: the training set is split in `folds` folds, each holding its share of D_f and of
+   D_r (`regularity.folds`); probe k is the checkpoint's architecture trained from a fresh
+   initialisation with the training recipe on every fold but k, and predicts fold k. Every
+   training example so gets held-out class probabilities.
+2. Regularity: the probes' held-out agreement with the given labels on D_f over that on D_r
+   (`regularity.score`), placed in the map's row of the benchmark task whose measured score is
+   nearest.
+3. Suspects: co-forgetting (NPO on D_f until Acc(D_f) <= gamma, at most REM's flush cap, from
+   a copy of the trained model; the drop in each example's given-label log-probability) and
+   out-of-sample disagreement (cleanlab on the probes' probabilities); each calibrated by
+   running it with one half of D_f as the found set and the other half hidden among the
+   candidates (`suspects.calibrate`), and combined on the scale of that calibration's
+   precision (`suspects.combine`); the combined ranking's calibration sets how many suspects
+   to take (`suspects.threshold`).
+4. Advice: the estimated discovery rate |D_f| / (|D_f| + estimated corrupted left in D_r)
+   and the regularity row pick the map's cell; the method with the best mean H×U there is
+   advised, with the runner-up (`advice.advise`).
+"""
+
+import dataclasses
+import json
+import pathlib
+import time
+
+from absl import logging
+import jax
+import matplotlib
+
+matplotlib.use('Agg')  # Files only; no display is needed.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from rem_jax import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax import trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.diagnosis import advice  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.diagnosis import regularity  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.diagnosis import suspects  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import cell  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import fields  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import practitioner  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.models import init_variables  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPORT_FILE = 'report.md'
+RESULTS_FILE = 'diagnosis.json'
+FIGURE_FILE = 'diagnosis.png'
+SUSPECTS_FILE = 'suspects.json'
+SCORES_FILE = 'scores.npz'
+UNLEARN_IDS_FILE = 'forget_and_suspects.json'
+UNLEARNED_DIR = 'unlearned'
+SIGNALS = ('co_forgetting', 'disagreement', 'combined')
+# The fewest found examples a diagnosis works with: the calibration halves need two each.
+MIN_FOUND = 4
+# What a diagnosis config adds to an unlearning config's fields.
+DIAGNOSE_FIELDS = {
+    'folds': fields.Field('int ≥ 2', fields.integer(2), 'probe models; at most \\|D_f\\|'),
+    'probe_steps': fields.Field('unset or int ≥ 1',
+                                lambda v: v is None or fields.integer(1)(v),
+                                "each probe's training steps (unset: the recipe's)"),
+    'bootstrap': fields.Field('int ≥ 0', fields.integer(0),
+                              "resamples of the regularity score's interval"),
+    'records': fields.Field('unset or a path', fields.is_optional_text,
+                            "a sweep's results.jsonl or a map summary (unset: the packaged one)"),
+    'unlearn': fields.Field('true or false', lambda v: isinstance(v, bool),
+                            'then unlearn D_f and the suspects'),
+    'method': fields.Field('unset or a method', lambda v: v is None or v in methods.METHODS,
+                           'with unlearn: the method (unset: the advised one)'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How a diagnosis runs (`settings_from` reads them from a diagnose config).
+
+  Attributes:
+    folds: probe models.
+    recipe: the probes' training recipe.
+    flush: NPO's settings for the co-forgetting flush (epochs: REM's flush cap).
+    batch_size: the flush's batch size.
+    eval_batch_size: the prediction passes' batch size.
+    bootstrap: resamples of the regularity score's interval.
+    seed: fixes folds, calibration halves, bootstrap, probe inits, data order.
+  """
+  folds: int
+  recipe: trainer.Recipe
+  flush: ml_collections.ConfigDict
+  batch_size: int
+  eval_batch_size: int
+  bootstrap: int = 1000
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+  """A diagnosis's outcome.
+
+  Attributes:
+    summary: everything the report shows (JSON-ready).
+    scores: per training example (view order): 'ids', 'in_forget', 'fold', and each signal's
+      score ('co_forgetting', 'disagreement', 'combined' (NaN on D_f), 'own_loss'), 'flagged'
+      (cleanlab's own verdict), 'probe_probabilities'.
+    suspect_ids: the suspects' dataset ids, most suspect first.
+  """
+  summary: dict
+  scores: dict
+  suspect_ids: np.ndarray
+
+
+def settings_from(config: ml_collections.ConfigDict, recipe: trainer.Recipe) -> Settings:
+  """A diagnose config's settings; `recipe`: the checkpoint's training recipe."""
+  if config.probe_steps:
+    recipe = dataclasses.replace(recipe, steps=config.probe_steps,
+                                 checkpoint_every=min(recipe.checkpoint_every,
+                                                      config.probe_steps))
+  flush = cell.method_settings(config, 'npo')
+  flush.epochs = config.methods.rem.max_flush_epochs
+  return Settings(folds=config.folds, recipe=recipe, flush=flush,
+                  batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                  bootstrap=config.bootstrap, seed=config.seed)
+
+
+# ---- The steps ----------------------------------------------------------------------------------
+
+
+def _with_found(views: pipeline.Views, found: np.ndarray) -> pipeline.Views:
+  """`views` with D_f = the training examples where `found` (a mask) and D_r the rest."""
+  return dataclasses.replace(views, forget=views.train.subset(found),
+                             retain=views.train.subset(~found))
+
+
+def given_log_probs(model, variables, views: pipeline.Views, mesh, batch_size: int):
+  """log p(given label) of every training example (drop mode)."""
+  evaluate = evaluation.Evaluator(model, views, None, mesh, batch_size)
+  return suspects.given_label_log_prob(evaluate.probabilities(variables, views.train),
+                                       views.train.labels)
+
+
+def flushed_log_probs(original: methods.TrainedModel, views: pipeline.Views, found_ids, mesh,
+                      settings: Settings) -> tuple[np.ndarray, dict]:
+  """Co-forgetting's flush: NPO on the found set from a copy of `original`; then log p(given
+  label) of every training example, and NPO's record."""
+  task = methods.Task(views, None, found_ids, mesh, settings.batch_size, settings.seed,
+                      settings.recipe)
+  flushed = methods.get_method('npo')(original, task, settings.flush)
+  return (given_log_probs(flushed.model, flushed.variables, views, mesh,
+                          settings.eval_batch_size), flushed.record)
+
+
+def probe_probabilities(original: methods.TrainedModel, views: pipeline.Views, fold, mesh,
+                        settings: Settings) -> np.ndarray:
+  """Held-out class probabilities of every training example: probe k, trained on every fold
+  but k from a fresh initialisation, predicts fold k."""
+  train = views.train
+  image_shape = train.images.shape[1:]
+  probabilities = None
+  init_key = seeds.key(settings.seed, seeds.Stream.PROBE_INIT)
+  with methods.common.progress(settings.folds, 'probes', 'probe') as bar:
+    for k in range(settings.folds):
+      held = fold == k
+      variables = init_variables(original.model, jax.random.fold_in(init_key, k), image_shape)
+      trained, _ = trainer.train(original.model, variables, train.subset(~held),
+                                 settings.recipe, mesh=mesh, seed=settings.seed + k,
+                                 mask_config=original.mask_config)
+      model, variables = methods.common.drop_mode_start(
+          methods.TrainedModel(original.model, trained, original.mask_config), image_shape)
+      evaluate = evaluation.Evaluator(model, views, None, mesh, settings.eval_batch_size)
+      held_probabilities = evaluate.probabilities(variables, train.subset(held))
+      if probabilities is None:
+        probabilities = np.zeros((train.num_examples, held_probabilities.shape[1]),
+                                 np.float32)
+      probabilities[held] = held_probabilities
+      bar.update()
+  return probabilities
+
+
+def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, *, mesh,
+             settings: Settings, map_summary: dict, num_classes: int,
+             base: str = 'plain') -> Diagnosis:
+  """Diagnoses the found set `forget_ids` of a model trained on `views.train`.
+
+  Args:
+    original: the trained model (replicated on `mesh`).
+    views: the practitioner's views (`pipeline.make_practitioner_views`): D_f = the found set.
+    forget_ids: the found set's dataset ids (rows of `views.train`).
+    mesh: the device mesh.
+    settings: see `Settings`.
+    map_summary: a benchmark's summary (`advice.load`), with its tasks' regularity scores.
+    num_classes: the dataset's classes (the model may have more outputs).
+    base: the checkpoint's base ('plain' or 'etd'), the map's cells to read.
+  """
+  began = time.perf_counter()
+  train = views.train
+  num_examples = train.num_examples
+  forget_ids = np.asarray(forget_ids)
+  if len(forget_ids) < max(MIN_FOUND, settings.folds):
+    raise ValueError(f'forget_ids: {len(forget_ids)} found examples; a diagnosis needs at '
+                     f'least {max(MIN_FOUND, settings.folds)} (folds={settings.folds}, and two '
+                     'halves for calibration).')
+  rng = np.random.default_rng([settings.seed, int(seeds.Stream.DIAGNOSIS)])
+  in_forget = np.isin(train.ids, forget_ids)
+  labels = train.labels
+  # Calibration halves: A plays the found set, B hides among the candidates.
+  shuffled = rng.permutation(np.flatnonzero(in_forget))
+  in_a = np.zeros(num_examples, bool)
+  in_a[shuffled[:len(shuffled) // 2]] = True
+  in_b = in_forget & ~in_a
+
+  start_model, start_variables = methods.common.drop_mode_start(original, train.images.shape[1:])
+  log_prob = given_log_probs(start_model, start_variables, views, mesh, settings.eval_batch_size)
+  logging.info('Co-forgetting: flushing the %d found examples.', len(forget_ids))
+  flushed, flush_record = flushed_log_probs(original, views, forget_ids, mesh, settings)
+  logging.info('Co-forgetting, calibration: flushing half of them (%d).', in_a.sum())
+  flushed_a, flush_record_a = flushed_log_probs(original, _with_found(views, in_a),
+                                                train.ids[in_a], mesh, settings)
+  co_forgetting = suspects.co_forgetting(log_prob, flushed)
+  co_forgetting_a = suspects.co_forgetting(log_prob, flushed_a)
+
+  fold = regularity.folds(num_examples, np.flatnonzero(in_forget), settings.folds, rng)
+  logging.info('Training %d probe models.', settings.folds)
+  probabilities = probe_probabilities(original, views, fold, mesh, settings)
+  agrees = probabilities.argmax(1) == labels
+  regularity_score = regularity.score(agrees[in_forget], agrees[~in_forget],
+                                      bootstrap=settings.bootstrap, rng=rng)
+  disagreement, flagged = suspects.disagreement(
+      labels, suspects.class_probabilities(probabilities, num_classes))
+
+  retain = ~in_forget
+  candidates = ~in_a
+  hidden = in_b[candidates]
+  calibrations = suspects.calibrate_all({'co_forgetting': co_forgetting_a[candidates],
+                                         'disagreement': disagreement[candidates]}, hidden)
+  signals = [calibrations['co_forgetting'], calibrations['disagreement']]
+  combined = np.full(num_examples, np.nan)
+  combined[retain] = suspects.combine([co_forgetting[retain], disagreement[retain]], signals)
+  cut = suspects.threshold(calibrations['combined'], int(in_a.sum()), len(forget_ids))
+  retain_positions = np.flatnonzero(retain)
+  suspect_positions = retain_positions[suspects.top(combined[retain], cut['num_suspects'])]
+  suspect_ids = train.ids[suspect_positions]
+
+  task = regularity.nearest_task(regularity_score['score'], map_summary['regularity_scores'])
+  advised = advice.advise(map_summary, task, cut['estimated_discovery_rate'], base)
+  summary = {
+      'num_train': int(num_examples), 'num_found': int(len(forget_ids)),
+      'folds': settings.folds, 'probe_steps': settings.recipe.steps,
+      'regularity': {**regularity_score, 'nearest_task': task, 'row': regularity.ROWS[task],
+                     'reference_scores': map_summary['regularity_scores']},
+      'co_forgetting': {'flush': _flush_summary(flush_record),
+                        'calibration_flush': _flush_summary(flush_record_a)},
+      'disagreement': {'flagged_in_retain': int(flagged[retain].sum()),
+                       'flagged_in_found': int(flagged[in_forget].sum())},
+      'calibration': {name: {k: v for k, v in c.items() if k != 'recall_curve'}
+                      for name, c in calibrations.items()},
+      'threshold': cut, 'num_suspects': int(len(suspect_ids)),
+      'advice': advised, 'map_source': map_summary.get('source', ''),
+      'wall_time_s': time.perf_counter() - began}
+  scores = {'ids': train.ids, 'in_forget': in_forget, 'fold': fold,
+            'co_forgetting': co_forgetting, 'disagreement': disagreement, 'combined': combined,
+            'own_loss': suspects.own_loss(log_prob), 'flagged': flagged,
+            'probe_probabilities': probabilities,
+            'calibration_recall_combined': np.asarray(calibrations['combined']['recall_curve'])}
+  return Diagnosis(summary, scores, suspect_ids)
+
+
+def _flush_summary(record: dict) -> dict:
+  return {'epochs': record['epochs'], 'stop_epoch': record['stop_epoch'],
+          'forget_accuracy': [it['forget_accuracy'] for it in record['iterations']]}
+
+
+# ---- The report ---------------------------------------------------------------------------------
+
+
+def _percent(value) -> str:
+  return 'n/a' if value is None or value != value else f'{100 * value:.1f}'
+
+
+def report_markdown(summary: dict) -> str:
+  """report.md: the task's place on the map, the suspects and the advice."""
+  reg, cut, adv = summary['regularity'], summary['threshold'], summary['advice']
+  best, runner = adv['best'], adv['runner_up']
+  refs = ', '.join(f'{t} {s:.2f}' for t, s in sorted(reg['reference_scores'].items()))
+  lines = [
+      '# Diagnosis', '',
+      f'{summary["num_found"]} found corrupted examples among {summary["num_train"]} training '
+      'examples.', '',
+      '## Regularity', '',
+      f'Score {reg["score"]:.3f} ({int(100 * reg["level"])} % interval {reg["low"]:.3f}–'
+      f'{reg["high"]:.3f}): held-out agreement with the given labels {reg["forget_agreement"]:.3f}'
+      f' on the found set against {reg["retain_agreement"]:.3f} on the rest, from '
+      f'{summary["folds"]} probe models of {summary["probe_steps"]} steps.',
+      f'Nearest benchmark task: **{reg["nearest_task"]}**, the map\'s **{reg["row"]}** '
+      f'regularity row (benchmark scores: {refs}).', '',
+      '## Suspects', '',
+      '| signal | calibration AUC | cut-off recall | estimated precision |', '|---|---|---|---|']
+  for name in SIGNALS:
+    c = summary['calibration'][name]
+    lines.append(f'| {name} | {c["auc"]:.3f} | {_percent(c["recall"])} % | '
+                 f'{_percent(c["precision"])} % |')
+  lines += [
+      '', 'Calibration: half of the found set played the found set, the other half hid among '
+      'the rest; AUC 0.5 means a signal finds nothing.', '',
+      f'Estimated corrupted examples left unfound: {cut["remaining"]:.1f}. Suspects: '
+      f'{summary["num_suspects"]} (`suspects.json`), expected to hold '
+      f'{cut["expected_corrupted_among_suspects"]:.1f} of them. Estimated discovery rate: '
+      f'{cut["estimated_discovery_rate"]:.2f}.', '',
+      '## Advice', '',
+      f'Map cell: {adv["row"]} regularity, discovery rate {adv["discovery_rate"]:g} '
+      f'({adv["base"]} base; from {summary["map_source"] or "the packaged CPU map"}).', '',
+      f'Advised: **{best["method"]}**, H×U {_percent(best["healed_x_utility"])} ± '
+      f'{_percent(best["sem"])} % over {best["seeds"]} seeds.']
+  if runner is not None:
+    lines.append(f'Runner-up: {runner["method"]}, {_percent(runner["healed_x_utility"])} ± '
+                 f'{_percent(runner["sem"])} %.')
+  lines += ['', '| method | H×U % | SEM |', '|---|---|---|']
+  lines += [f'| {c["method"]} | {_percent(c["healed_x_utility"])} | {_percent(c["sem"])} |'
+            for c in adv['cell']]
+  return '\n'.join(lines) + '\n'
+
+
+def headline(result: dict) -> str:
+  """What the command prints: the diagnosis in three lines."""
+  reg, cut, best = result['regularity'], result['threshold'], result['advice']['best']
+  lines = [f'Regularity {reg["score"]:.2f} ({reg["low"]:.2f}-{reg["high"]:.2f}): nearest '
+           f'{reg["nearest_task"]}, the {reg["row"]} row of the map.',
+           f'{result["num_suspects"]} suspects, about {cut["expected_corrupted_among_suspects"]:.0f}'
+           f' of them corrupted; estimated discovery rate {cut["estimated_discovery_rate"]:.2f}.',
+           f'Advised: {best["method"]} (H×U {_percent(best["healed_x_utility"])} % in that cell). '
+           f'Report: {result["report"]}.']
+  if 'unlearned' in result:
+    lines.append(f'Unlearned with {result["unlearned"]["method"]}: Utility '
+                 f'{result["unlearned"]["after"]["utility"]:.4f}.')
+  return '\n'.join(lines)
+
+
+def plot(diagnosis: Diagnosis, path: pathlib.Path) -> None:
+  """The figure: the combined score's calibration recall curve, and the scores of D_r against
+  the suspects' cut-off."""
+  figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+  recall = diagnosis.scores['calibration_recall_combined']
+  left.plot(np.arange(1, len(recall) + 1), recall)
+  cutoff = diagnosis.summary['calibration']['combined']['cutoff']
+  left.axvline(cutoff, color='k', linestyle=':')
+  left.set(xlabel='candidates taken, most suspect first', ylabel='recall of the hidden half',
+           title='calibration (combined)', xscale='log')
+  combined = diagnosis.scores['combined']
+  right.hist(combined[~np.isnan(combined)], bins=50)
+  right.set(xlabel='combined score (percentile)', ylabel='examples of D_r',
+            title=f'{diagnosis.summary["num_suspects"]} suspects', yscale='log')
+  figure.tight_layout()
+  files.write_atomic(path, lambda f: figure.savefig(f, format='png', dpi=120))
+  plt.close(figure)
+
+
+def write(diagnosis: Diagnosis, workdir: pathlib.Path) -> None:
+  files.write_json_atomic(workdir / RESULTS_FILE, diagnosis.summary)
+  files.write_json_atomic(workdir / SUSPECTS_FILE,
+                          {'suspect_ids': diagnosis.suspect_ids.tolist()})
+  files.write_atomic(workdir / SCORES_FILE, lambda f: np.savez(f, **diagnosis.scores))
+  files.write_atomic(workdir / REPORT_FILE,
+                     lambda f: f.write(report_markdown(diagnosis.summary).encode()))
+  plot(diagnosis, workdir / FIGURE_FILE)
+
+
+# ---- The experiment -----------------------------------------------------------------------------
+
+
+def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
+  """Every field of a diagnose config, before anything is loaded."""
+  fields.check_names(config.to_dict(), config_lib.diagnose_config().to_dict(),
+                     nested=('data', 'model', 'train'))
+  for field in ('checkpoint', 'forget_ids'):
+    if not config[field]:
+      raise ValueError(f'{field} is required: pass --config.{field}=PATH.')
+  values = config.to_dict()
+  if values['method'] is None:  # Unset: the advised method (DIAGNOSE_FIELDS checks it).
+    del values['method']
+  fields.check_values(values)
+  fields.check_values(config.to_dict(), practitioner.UNLEARN_FIELDS)
+  fields.check_values(config.to_dict(), DIAGNOSE_FIELDS)
+  trainer.Recipe.from_config(config.train)
+  cell.original_model(config)
+  for name in config.methods:
+    methods.check_settings(name, cell.method_settings(config, name))
+  if mesh is not None:
+    sharding.check_batch_size(config.batch_size, mesh, 'batch_size')
+    sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+
+
+def inert_fields(config: ml_collections.ConfigDict, recorded: dict | None) -> dict[str, str]:
+  """The fields that cannot change this diagnosis (an override of one is an error)."""
+  inert = {}
+  if recorded is not None:
+    inert['train'] = ("the checkpoint is a launch.py workdir: the probes repeat the recipe it "
+                      'records (probe_steps shortens it)')
+  if not config.unlearn:
+    inert['method'] = 'unlearn=false: no method runs after the diagnosis'
+  if config.base == 'plain':
+    inert['model.expansion'] = "base='plain' has no extra units"
+  return inert
+
+
+def _unlearn(config, workdir: pathlib.Path, diagnosis: Diagnosis, forget_ids, overwrite: bool
+             ) -> dict:
+  """configs/unlearn.py on D_f and the suspects, with `method` or the advised one."""
+  ids = np.union1d(forget_ids, diagnosis.suspect_ids)
+  files.write_json_atomic(workdir / UNLEARN_IDS_FILE, {'forget_ids': ids.tolist()})
+  unlearn = config_lib.unlearn_config()
+  for name in unlearn:
+    if name not in ('experiment',):
+      unlearn[name] = config[name]
+  unlearn.forget_ids = str(workdir / UNLEARN_IDS_FILE)
+  unlearn.method = config.method or diagnosis.summary['advice']['best']['method']
+  logging.info('Unlearning %d examples (%d found, %d suspects) with %s.', len(ids),
+               len(forget_ids), len(diagnosis.suspect_ids), unlearn.method)
+  return practitioner.run(unlearn, workdir / UNLEARNED_DIR, overwrite=overwrite)
+
+
+def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
+        overrides=()) -> dict:
+  """Diagnoses `config.forget_ids` of `config.checkpoint`; writes the report to `workdir`.
+
+  Everything that can be checked before the data, the model and the benchmark's records are
+  used is: the fields, the method settings, the overrides, the checkpoint against the data,
+  the records (they must cover the checkpoint's base), the forget ids against the folds.
+  """
+  mesh = sharding.make_mesh()
+  check_config(config, mesh)
+  recorded = practitioner.trained_with(config)
+  fields.check_overrides(overrides, inert_fields(config, recorded))
+  if recorded is not None:
+    practitioner.check_matches(config, recorded)
+  map_summary = advice.load(config.records)
+  advice.check_covers(map_summary, config.base)
+  workdir = workdir_lib.usable(workdir)
+  workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
+                    owned=(REPORT_FILE, RESULTS_FILE, FIGURE_FILE, SUSPECTS_FILE, SCORES_FILE,
+                           UNLEARN_IDS_FILE, UNLEARNED_DIR))
+  splits = cell.load_splits(config)
+  cell.check_data_fits(config, splits)
+  forget_ids = practitioner.forget_ids_of(config, splits)
+  if not max(MIN_FOUND, config.folds) <= len(forget_ids):
+    raise ValueError(f'folds={config.folds}: the forget ids hold {len(forget_ids)} examples; '
+                     f'a diagnosis needs at least max({MIN_FOUND}, folds) of them.')
+  corruption = practitioner.corruption_of(config, splits)
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_practitioner_views(splits, forget_ids, images, corruption)
+  original = practitioner.load_trained(config, splits.train.images.shape[1:])
+  original = dataclasses.replace(original,
+                                 variables=sharding.replicate(original.variables, mesh))
+  recipe = (trainer.Recipe.from_config(recorded['train']) if recorded is not None
+            else trainer.Recipe.from_config(config.train))
+  diagnosis = diagnose(original, views, forget_ids, mesh=mesh,
+                       settings=settings_from(config, recipe), map_summary=map_summary,
+                       num_classes=splits.train.num_classes, base=config.base)
+  write(diagnosis, workdir)
+  logging.info('Diagnosis written to %s: %s', workdir, json.dumps(diagnosis.summary['advice']))
+  result = {**diagnosis.summary, 'report': str(workdir / REPORT_FILE)}
+  if config.unlearn:
+    result['unlearned'] = _unlearn(config, workdir, diagnosis, forget_ids, overwrite)
+  return result

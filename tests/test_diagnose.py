@@ -1,0 +1,275 @@
+"""The diagnosis (configs/diagnose.py): regularity, suspects, calibration, advice, bad input.
+
+Behaviour on the shared poisoned fixture (tests/poisoned.py): the found half of a 64-image
+poison, probes of half the training recipe. The pure parts are checked on hand-made values.
+"""
+
+import dataclasses
+import json
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from rem_jax import methods
+from rem_jax.data import corruptions
+from rem_jax.data import pipeline
+from rem_jax.diagnosis import advice
+from rem_jax.diagnosis import regularity
+from rem_jax.diagnosis import suspects
+from rem_jax.experiments import cell
+from rem_jax.experiments import config_lib
+from rem_jax.experiments import diagnose
+from rem_jax.models import init_variables
+from tests import cli
+from tests import poisoned as poisoned_module
+
+# Every benchmark task's score, and two methods per cell, by hand: advice reads only these.
+SCORES = {'poison_trigger': 1.0, 'inter_class_confusion': 0.5, 'random_label_swap': 0.0}
+
+
+def _summary(best='rem'):
+  """NPO best at discovery rate 0.2, `best` at 0.5 and 1.0."""
+  cells = []
+  for task in regularity.ROWS:
+    for rate in (0.2, 0.5, 1.0):
+      top = 'npo' if rate == 0.2 else best
+      for method in ('rem', 'npo'):
+        value = (0.5 if rate == 0.2 else 0.6) if method == top else 0.4
+        cells.append({'base': 'plain', 'task': task, 'discovery_rate': rate, 'method': method,
+                      'healed_x_utility': value, 'sem': 0.02 if method == 'rem' else 0.03,
+                      'seeds': 3})
+  return {'source': 'hand-made', 'regularity_scores': dict(SCORES), 'cells': cells}
+
+
+# ---- pure parts ---------------------------------------------------------------------------------
+
+
+def test_folds_deal_the_found_and_the_retained_evenly():
+  forget = np.arange(0, 100, 10)
+  fold = regularity.folds(100, forget, 3, np.random.default_rng(0))
+  for k in range(3):
+    assert 3 <= np.sum(fold[forget] == k) <= 4
+    assert 30 <= np.sum(np.delete(fold, forget) == k) <= 30
+  with pytest.raises(ValueError, match='folds=11 must be between 2 and'):
+    regularity.folds(100, forget, 11, np.random.default_rng(0))
+
+
+def test_the_regularity_score_is_the_agreement_ratio_with_a_bootstrap_interval():
+  forget = np.array([1, 1, 0, 0])  # 0.5
+  retain = np.array([1, 1, 1, 1, 1, 1, 1, 0])  # 0.875
+  value = regularity.score(forget, retain, bootstrap=500, rng=np.random.default_rng(0))
+  assert value['score'] == pytest.approx(0.5 / 0.875)
+  assert value['low'] < value['score'] < value['high']
+  assert value['forget_agreement'] == 0.5 and value['retain_agreement'] == 0.875
+  assert regularity.nearest_task(0.8, SCORES) == 'poison_trigger'
+  assert regularity.nearest_task(0.3, SCORES) == 'inter_class_confusion'
+  assert regularity.nearest_task(0.1, SCORES) == 'random_label_swap'
+
+
+def test_percentile_ranks_and_auc_known_values():
+  np.testing.assert_allclose(suspects.percentile_ranks(np.array([3.0, 1.0, 2.0, 2.0])),
+                             [1.0, 0.0, 0.5, 0.5])
+  assert suspects.auc(np.array([4.0, 3.0, 2.0, 1.0]), np.array([1, 1, 0, 0], bool)) == 1.0
+  assert suspects.auc(np.array([4.0, 3.0, 2.0, 1.0]), np.array([1, 0, 1, 0], bool)) == 0.75
+  assert suspects.auc(np.ones(4), np.array([1, 0, 1, 0], bool)) == 0.5
+
+
+def test_calibration_recovers_a_known_recall_on_a_hand_made_ranking():
+  # 200 candidates: 20 unfound corrupted examples and the 20 hidden (the other half of D_f)
+  # alternate at the top, then 160 clean ones.
+  scores = -np.arange(200.0)
+  hidden = np.zeros(200, bool)
+  hidden[1:40:2] = True
+  calibration = suspects.calibrate(scores, hidden)
+  assert calibration['own_estimate'] == pytest.approx(40)
+  assert calibration['cutoff'] == 40 and calibration['recall'] == 1.0
+  assert calibration['precision'] == pytest.approx(1.0)
+  # The hidden example at position 2i + 1 outranks 180 − (i + 1) of the 180 others.
+  assert calibration['auc'] == pytest.approx((20 * 180 - 210) / (20 * 180))
+  np.testing.assert_allclose(calibration['recall_curve'][:4], [0.0, 0.05, 0.05, 0.1])
+  cut = suspects.threshold(calibration, num_found_in_calibration=20, num_found=40)
+  assert cut['remaining'] == pytest.approx(20) and cut['num_suspects'] == 20
+  assert cut['estimated_discovery_rate'] == pytest.approx(40 / 60)
+  # A ranking that finds nothing: AUC near 0.5, and a loose (large) estimate.
+  rng = np.random.default_rng(0)
+  blind = suspects.calibrate(rng.normal(size=200), hidden)
+  assert abs(blind['auc'] - 0.5) < 0.15 and blind['own_estimate'] > 100
+
+
+def test_combining_follows_the_signal_that_finds_and_ignores_the_one_that_does_not():
+  rng = np.random.default_rng(0)
+  hidden = np.zeros(300, bool)
+  hidden[:30] = True
+  finds = np.where(hidden, 5.0, 0.0) + rng.normal(size=300)
+  blind = rng.normal(size=300)
+  calibrations = suspects.calibrate_all({'finds': finds, 'blind': blind}, hidden)
+  assert calibrations['finds']['auc'] > 0.95 and abs(calibrations['blind']['auc'] - 0.5) < 0.1
+  # One count of corrupted candidates for all: the tighter estimate (the signal that finds).
+  assert (calibrations['blind']['corrupted_among_candidates']
+          == calibrations['finds']['own_estimate'])
+  combined = suspects.combine([finds, blind], [calibrations['finds'], calibrations['blind']])
+  assert suspects.precision_recall_at(combined, hidden, 30)[0] >= 0.9
+  assert suspects.precision_recall_at(np.maximum(suspects.percentile_ranks(finds),
+                                                 suspects.percentile_ranks(blind)),
+                                      hidden, 30)[0] < 0.9  # What a plain max of ranks gets.
+
+
+def test_advice_reads_the_cell_at_the_nearest_rate_and_names_the_runner_up():
+  summary = _summary()
+  low = advice.advise(summary, 'poison_trigger', 0.3)
+  assert low['discovery_rate'] == 0.2 and low['row'] == 'high'
+  assert low['best']['method'] == 'npo' and low['runner_up']['method'] == 'rem'
+  assert advice.advise(summary, 'poison_trigger', 0.8)['best'] == {
+      'method': 'rem', 'healed_x_utility': 0.6, 'sem': 0.02, 'seeds': 3}
+  with pytest.raises(ValueError, match="no etd-base cells of task 'poison_trigger'"):
+    advice.advise(summary, 'poison_trigger', 0.5, base='etd')
+
+
+def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
+  def record(method, seed, value, **extra):
+    return {'base': 'plain', 'task': 'random_label_swap', 'discovery_rate': 0.5,
+            'method': method, 'variant': extra.pop('variant', method), 'seed': seed,
+            'after': {'healed_x_utility': value}, **extra}
+  records = [record('rem', 0, 0.5), record('rem', 1, 0.7), record('npo', 0, 0.9, variant='npo_lr2'),
+             record('npo', 1, 0.2), record('npo', 2, 0.0, error='diverged')]
+  cells = {c['method']: c for c in advice.summarise(records)['cells']}
+  assert cells['rem']['healed_x_utility'] == pytest.approx(0.6) and cells['rem']['seeds'] == 2
+  assert cells['rem']['sem'] == pytest.approx(0.1)
+  assert cells['npo']['seeds'] == 1  # Neither the tuning variant nor the diverged run.
+
+
+# ---- behaviour on the poisoned fixture ----------------------------------------------------------
+
+
+def _settings(steps=160):
+  """The diagnosis's settings with probes of half the fixture's training recipe."""
+  recipe = dataclasses.replace(poisoned_module.RECIPE, steps=steps, checkpoint_every=steps)
+  settings = diagnose.settings_from(config_lib.diagnose_config(), recipe)
+  return dataclasses.replace(settings, batch_size=poisoned_module.BATCH, eval_batch_size=256,
+                             bootstrap=200)
+
+
+@pytest.fixture(scope='module')
+def poison_diagnosis(poisoned):
+  forget = poisoned.record.forget_ids_at(0.5)
+  original = methods.TrainedModel(poisoned.model, poisoned.variables)
+  return diagnose.diagnose(original, poisoned.task(0.5).views, forget, mesh=poisoned.mesh,
+                           settings=_settings(), map_summary=_summary(), num_classes=10)
+
+
+def test_co_forgetting_finds_the_unfound_poison_and_calibration_counts_it(poisoned,
+                                                                          poison_diagnosis):
+  scores = poison_diagnosis.scores
+  retain = ~scores['in_forget']
+  corrupted = np.isin(scores['ids'], poisoned.record.corrupted_ids)
+  unfound = int((corrupted & retain).sum())  # 32 of 64.
+  random_precision = unfound / retain.sum()
+  for signal in ('co_forgetting', 'combined'):
+    precision, _ = suspects.precision_recall_at(scores[signal][retain], corrupted[retain],
+                                                unfound)
+    assert precision >= 10 * random_precision, signal  # Measured 0.81 and 0.78: 25x random.
+  cut = poison_diagnosis.summary['threshold']
+  assert 0.5 * unfound <= cut['remaining'] <= 2 * unfound  # Measured 37.8 against 32.
+  found = np.isin(poison_diagnosis.suspect_ids, poisoned.record.corrupted_ids)
+  assert found.mean() >= 0.5 and not np.isin(poison_diagnosis.suspect_ids,
+                                              poisoned.record.forget_ids_at(0.5)).any()
+  assert poison_diagnosis.summary['advice']['discovery_rate'] == 0.5
+
+
+def test_the_regularity_of_a_poison_is_higher_than_that_of_random_swaps(poisoned,
+                                                                      poison_diagnosis):
+  poison = poison_diagnosis.summary['regularity']
+  assert poison['nearest_task'] == 'poison_trigger'  # Measured 0.79.
+  # The same images with 64 random label swaps: probes alone, no trained model needed.
+  swap = corruptions.corrupt(poisoned.splits.train.labels, task='random_label_swap', seed=0,
+                             num_classes=10, num_corrupted=64, rates=[0.5])
+  forget = swap.forget_ids_at(0.5)
+  views = pipeline.make_views(poisoned.splits, swap, forget, poisoned.images)
+  # One probe, holding out fold 0 of 2, is enough for a score (and half the cost of two).
+  settings = dataclasses.replace(_settings(), folds=1)
+  held = regularity.folds(1024, forget, 2, np.random.default_rng(0)) == 0
+  original = methods.TrainedModel(poisoned.model, poisoned.variables)
+  probabilities = diagnose.probe_probabilities(original, views, np.where(held, 0, 1),
+                                               poisoned.mesh, settings)
+  agrees = probabilities.argmax(1) == views.train.labels
+  in_forget = np.isin(views.train.ids, forget)
+  swapped = regularity.score(agrees[held & in_forget], agrees[held & ~in_forget],
+                             bootstrap=200, rng=np.random.default_rng(0))
+  assert swapped['score'] < 0.3 < poison['score'], (swapped, poison)
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+# cli.TINY's data and recipe (a diagnosis has no task, and its method is unset: the advised
+# one, NPO everywhere in the summary the command reads).
+TINY = [f'--config.{field}={cli.TINY_FIELDS[field]}'
+        for field in ('data.image_size', 'data.num_train', 'data.num_test', 'train.steps',
+                      'train.batch_size', 'train.checkpoint_every', 'eval_batch_size')]
+TINY += ['--config.batch_size=32', '--config.bootstrap=20']
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+  """A tiny model's .msgpack (untrained: the command's plumbing is what is checked), a file of
+  found ids and a hand-made map summary."""
+  folder = tmp_path_factory.mktemp('diagnose_inputs')
+  config = config_lib.diagnose_config()
+  config.data.image_size = 16
+  model, _ = cell.original_model(config)
+  variables = init_variables(model, jax.random.key(0), (16, 16, 3))
+  (folder / 'model.msgpack').write_bytes(flax.serialization.msgpack_serialize(
+      jax.device_get(variables)))
+  (folder / 'found.txt').write_text('\n'.join(map(str, range(0, 64, 4))))
+  (folder / 'summary.json').write_text(json.dumps(_summary(best='npo')))
+  return folder
+
+
+def _args(inputs, *more):
+  return [*TINY, f'--config.checkpoint={inputs / "model.msgpack"}',
+          f'--config.forget_ids={inputs / "found.txt"}',
+          f'--config.records={inputs / "summary.json"}', *more]
+
+
+def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(capsys, inputs,
+                                                                              tmp_path):
+  workdir = tmp_path / 'diagnosis'
+  capsys.readouterr()
+  assert cli.run(workdir, *_args(inputs, '--config.unlearn=true'),
+                 config='configs/diagnose.py') == 0
+  assert 'Advised: npo' in capsys.readouterr().out
+  summary = json.loads((workdir / diagnose.RESULTS_FILE).read_text())
+  assert summary['num_found'] == 16 and summary['advice']['best']['method'] == 'npo'
+  report = (workdir / diagnose.REPORT_FILE).read_text()
+  assert '## Regularity' in report and f'Advised: **{summary["advice"]["best"]["method"]}**' in report
+  assert (workdir / diagnose.FIGURE_FILE).stat().st_size > 0
+  scores = np.load(workdir / diagnose.SCORES_FILE)
+  assert scores['co_forgetting'].shape == (256,) and scores['probe_probabilities'].shape == (256, 10)
+  suspect_ids = json.loads((workdir / diagnose.SUSPECTS_FILE).read_text())['suspect_ids']
+  unlearned_ids = json.loads((workdir / diagnose.UNLEARN_IDS_FILE).read_text())['forget_ids']
+  assert sorted(unlearned_ids) == sorted(set(range(0, 64, 4)) | set(suspect_ids))
+  unlearned = json.loads((workdir / diagnose.UNLEARNED_DIR / 'results.json').read_text())
+  assert unlearned['method'] == summary['advice']['best']['method']
+
+
+@pytest.mark.parametrize('drop, more, message', [
+    ('checkpoint', [], 'checkpoint is required: pass --config.checkpoint=PATH.'),
+    (None, ['--config.folds=1'], 'folds=1 is not allowed; allowed: int ≥ 2.'),
+    (None, ['--config.folds=17'], 'folds=17: the forget ids hold 16 examples'),
+    (None, ['--config.method=rem'], '--config.method has no effect in this run: unlearn=false'),
+    (None, ['--config.records=/nonexistent.jsonl'], "records='/nonexistent.jsonl' is not a file."),
+    ('records', ['--config.records={partial}'], 'has no plain-base cells of'),
+    ('forget_ids', ['--config.forget_ids={out_of_range}'], 'out of range'),
+])
+def test_bad_input_is_one_line_before_any_work(capsys, inputs, tmp_path, drop, more, message):
+  partial = inputs / 'partial.json'
+  summary = _summary()
+  summary['cells'] = [c for c in summary['cells'] if c['task'] == 'poison_trigger']
+  partial.write_text(json.dumps(summary))
+  out_of_range = inputs / 'out_of_range.txt'
+  out_of_range.write_text('3\n999\n')
+  args = [a for a in _args(inputs) if not (drop and a.startswith(f'--config.{drop}='))]
+  args += [m.format(partial=partial, out_of_range=out_of_range) for m in more]
+  line = cli.error_line(capsys, tmp_path / 'run', *args, config='configs/diagnose.py')
+  assert message in line
