@@ -6,6 +6,7 @@ poison, probes of half the training recipe. The pure parts are checked on hand-m
 
 import dataclasses
 import json
+import re
 
 import flax.serialization
 import jax
@@ -236,7 +237,8 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
                                                                               tmp_path):
   workdir = tmp_path / 'diagnosis'
   capsys.readouterr()
-  assert cli.run(workdir, *_args(inputs, '--config.unlearn=true'),
+  # No UL: the plumbing is what is checked here (`unlearning_method` picks the advised one).
+  assert cli.run(workdir, *_args(inputs, '--config.unlearn=true', '--config.method=no_ul'),
                  config='configs/diagnose.py') == 0
   assert 'Advised: npo' in capsys.readouterr().out
   summary = json.loads((workdir / diagnose.RESULTS_FILE).read_text())
@@ -250,7 +252,9 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
   unlearned_ids = json.loads((workdir / diagnose.UNLEARN_IDS_FILE).read_text())['forget_ids']
   assert sorted(unlearned_ids) == sorted(set(range(0, 64, 4)) | set(suspect_ids))
   unlearned = json.loads((workdir / diagnose.UNLEARNED_DIR / 'results.json').read_text())
-  assert unlearned['method'] == summary['advice']['best']['method']
+  assert unlearned['method'] == 'no_ul'
+  advised = {'advice': {'best': {'method': 'npo'}}}
+  assert diagnose.unlearning_method(config_lib.diagnose_config(), advised) == 'npo'
 
 
 @pytest.mark.parametrize('drop, more, message', [
@@ -273,3 +277,18 @@ def test_bad_input_is_one_line_before_any_work(capsys, inputs, tmp_path, drop, m
   args += [m.format(partial=partial, out_of_range=out_of_range) for m in more]
   line = cli.error_line(capsys, tmp_path / 'run', *args, config='configs/diagnose.py')
   assert message in line
+
+
+def test_the_docs_table_lists_every_diagnosis_field_with_its_default_and_what_it_allows():
+  text = (cli.ROOT / 'docs' / 'methods.md').read_text()
+  table = text.split("The diagnosis's own fields", 1)[1].split('\n\n', 2)[1]
+  rows = {}
+  for line in table.splitlines()[2:]:
+    cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip().strip('|'))]
+    rows[cells[0].strip('`')] = (cells[1], cells[2])
+  defaults = config_lib.diagnose_config()
+  assert sorted(rows) == sorted(diagnose.DIAGNOSE_FIELDS)
+  for field, spec in diagnose.DIAGNOSE_FIELDS.items():
+    value = defaults[field]
+    assert rows[field] == ('unset' if value is None else str(value), spec.allowed), field
+    assert spec.check(value), field

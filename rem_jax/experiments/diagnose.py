@@ -93,7 +93,8 @@ class Settings:
     folds: probe models.
     recipe: the probes' training recipe.
     flush: NPO's settings for the co-forgetting flush (epochs: REM's flush cap).
-    batch_size: the flush's batch size.
+    batch_size: the flushes' batch size (at most half the found set: both flushes, the whole
+      found set's and the calibration half's, share one compiled step).
     eval_batch_size: the prediction passes' batch size.
     bootstrap: resamples of the regularity score's interval.
     seed: fixes folds, calibration halves, bootstrap, probe inits, data order.
@@ -153,11 +154,10 @@ def given_log_probs(model, variables, views: pipeline.Views, mesh, batch_size: i
 
 
 def flushed_log_probs(original: methods.TrainedModel, views: pipeline.Views, found_ids, mesh,
-                      settings: Settings) -> tuple[np.ndarray, dict]:
-  """Co-forgetting's flush: NPO on the found set from a copy of `original`; then log p(given
-  label) of every training example, and NPO's record."""
-  task = methods.Task(views, None, found_ids, mesh, settings.batch_size, settings.seed,
-                      settings.recipe)
+                      settings: Settings, batch_size: int) -> tuple[np.ndarray, dict]:
+  """Co-forgetting's flush: NPO on the found set from a copy of `original`, `batch_size`
+  examples a step; then log p(given label) of every training example, and NPO's record."""
+  task = methods.Task(views, None, found_ids, mesh, batch_size, settings.seed, settings.recipe)
   flushed = methods.get_method('npo')(original, task, settings.flush)
   return (given_log_probs(flushed.model, flushed.variables, views, mesh,
                           settings.eval_batch_size), flushed.record)
@@ -224,11 +224,14 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
 
   start_model, start_variables = methods.common.drop_mode_start(original, train.images.shape[1:])
   log_prob = given_log_probs(start_model, start_variables, views, mesh, settings.eval_batch_size)
+  # Both flushes take the calibration half's batch size: one compiled step serves both.
+  flush_batch = methods.common.shared_batch_size(settings.batch_size, int(in_a.sum()), mesh)
   logging.info('Co-forgetting: flushing the %d found examples.', len(forget_ids))
-  flushed, flush_record = flushed_log_probs(original, views, forget_ids, mesh, settings)
+  flushed, flush_record = flushed_log_probs(original, views, forget_ids, mesh, settings,
+                                            flush_batch)
   logging.info('Co-forgetting, calibration: flushing half of them (%d).', in_a.sum())
   flushed_a, flush_record_a = flushed_log_probs(original, _with_found(views, in_a),
-                                                train.ids[in_a], mesh, settings)
+                                                train.ids[in_a], mesh, settings, flush_batch)
   co_forgetting = suspects.co_forgetting(log_prob, flushed)
   co_forgetting_a = suspects.co_forgetting(log_prob, flushed_a)
 
@@ -415,6 +418,11 @@ def inert_fields(config: ml_collections.ConfigDict, recorded: dict | None) -> di
   return inert
 
 
+def unlearning_method(config: ml_collections.ConfigDict, summary: dict) -> str:
+  """`method` if set, else the advised one."""
+  return config.method or summary['advice']['best']['method']
+
+
 def _unlearn(config, workdir: pathlib.Path, diagnosis: Diagnosis, forget_ids, overwrite: bool
              ) -> dict:
   """configs/unlearn.py on D_f and the suspects, with `method` or the advised one."""
@@ -425,7 +433,7 @@ def _unlearn(config, workdir: pathlib.Path, diagnosis: Diagnosis, forget_ids, ov
     if name not in ('experiment',):
       unlearn[name] = config[name]
   unlearn.forget_ids = str(workdir / UNLEARN_IDS_FILE)
-  unlearn.method = config.method or diagnosis.summary['advice']['best']['method']
+  unlearn.method = unlearning_method(config, diagnosis.summary)
   logging.info('Unlearning %d examples (%d found, %d suspects) with %s.', len(ids),
                len(forget_ids), len(diagnosis.suspect_ids), unlearn.method)
   return practitioner.run(unlearn, workdir / UNLEARNED_DIR, overwrite=overwrite)
