@@ -58,19 +58,24 @@ def train_poisoned() -> Poisoned:
 
 
 def shared_poisoned(directory: pathlib.Path) -> Poisoned:
-  """`train_poisoned()`, trained by the first test process that asks and read by the others.
+  """`train_poisoned()`, or the model another test process of this run saved.
 
   Each pytest-xdist worker is a process of its own: without this, each spends half a minute
-  training the same model. `directory` is common to the run's workers, new for every run.
+  training the same model. A worker that asks while another is training trains its own copy
+  (the same, bit for bit) rather than wait idle; the first to finish saves it. `directory` is
+  common to the run's workers, new for every run.
   """
+  path = directory / 'poisoned.pkl'
+  if path.is_file():
+    model, variables, splits, record = pickle.loads(path.read_bytes())
+    mesh = sharding.make_mesh()
+    return Poisoned(model, variables, splits, record, mesh, pipeline.put_images(splits, mesh))
+  poisoned = train_poisoned()
   with open(directory / 'poisoned.lock', 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # The others wait here while the first one trains.
-    path = directory / 'poisoned.pkl'
-    if path.is_file():
-      model, variables, splits, record = pickle.loads(path.read_bytes())
-      mesh = sharding.make_mesh()
-      return Poisoned(model, variables, splits, record, mesh, pipeline.put_images(splits, mesh))
-    poisoned = train_poisoned()
-    path.write_bytes(pickle.dumps(
-        (poisoned.model, poisoned.variables, poisoned.splits, poisoned.record)))
-    return poisoned
+    fcntl.flock(lock, fcntl.LOCK_EX)  # One writer; the rename makes the file appear whole.
+    if not path.is_file():
+      temporary = path.with_suffix('.tmp')
+      temporary.write_bytes(pickle.dumps(
+          (poisoned.model, poisoned.variables, poisoned.splits, poisoned.record)))
+      temporary.rename(path)
+  return poisoned
