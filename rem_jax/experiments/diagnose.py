@@ -191,7 +191,7 @@ def probe_probabilities(original: methods.TrainedModel, views: pipeline.Views, f
 
 
 def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, *, mesh,
-             settings: Settings, map_summary: dict, num_classes: int,
+             settings: Settings, map_summary: dict | None, num_classes: int,
              base: str = 'plain') -> Diagnosis:
   """Diagnoses the found set `forget_ids` of a model trained on `views.train`.
 
@@ -201,7 +201,8 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
     forget_ids: the found set's dataset ids (rows of `views.train`).
     mesh: the device mesh.
     settings: see `Settings`.
-    map_summary: a benchmark's summary (`advice.load`), with its tasks' regularity scores.
+    map_summary: a benchmark's summary (`advice.load`), with its tasks' regularity scores;
+      None: no placement and no advice (what the benchmark that measures the scores runs).
     num_classes: the dataset's classes (the model may have more outputs).
     base: the checkpoint's base ('plain' or 'etd'), the map's cells to read.
   """
@@ -257,13 +258,17 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
   suspect_positions = retain_positions[suspects.top(combined[retain], cut['num_suspects'])]
   suspect_ids = train.ids[suspect_positions]
 
-  task = regularity.nearest_task(regularity_score['score'], map_summary['regularity_scores'])
-  advised = advice.advise(map_summary, task, cut['estimated_discovery_rate'], base)
+  if map_summary is None:  # A benchmark measuring the scores themselves: no map to place on.
+    task, advised, references = None, None, None
+  else:
+    references = map_summary['regularity_scores']
+    task = regularity.nearest_task(regularity_score['score'], references)
+    advised = advice.advise(map_summary, task, cut['estimated_discovery_rate'], base)
   summary = {
       'num_train': int(num_examples), 'num_found': int(len(forget_ids)),
       'folds': settings.folds, 'probe_steps': settings.recipe.steps,
-      'regularity': {**regularity_score, 'nearest_task': task, 'row': regularity.ROWS[task],
-                     'reference_scores': map_summary['regularity_scores']},
+      'regularity': {**regularity_score, 'nearest_task': task,
+                     'row': regularity.ROWS.get(task), 'reference_scores': references},
       'co_forgetting': {'flush': _flush_summary(flush_record),
                         'calibration_flush': _flush_summary(flush_record_a)},
       'disagreement': {'flagged_in_retain': int(flagged[retain].sum()),
@@ -271,7 +276,7 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
       'calibration': {name: {k: v for k, v in c.items() if k != 'recall_curve'}
                       for name, c in calibrations.items()},
       'threshold': cut, 'num_suspects': int(len(suspect_ids)),
-      'advice': advised, 'map_source': map_summary.get('source', ''),
+      'advice': advised, 'map_source': (map_summary or {}).get('source', ''),
       'wall_time_s': time.perf_counter() - began}
   scores = {'ids': train.ids, 'in_forget': in_forget, 'fold': fold,
             'co_forgetting': co_forgetting, 'disagreement': disagreement, 'combined': combined,
