@@ -60,7 +60,8 @@ def disagreement(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndar
   labels = np.asarray(labels, np.int64)
   quality = cleanlab_rank.get_label_quality_scores(labels, probabilities,
                                                    method='self_confidence')
-  flagged = cleanlab_filter.find_label_issues(labels, probabilities)
+  # One process: cleanlab's default forks workers, which deadlocks with JAX's threads.
+  flagged = cleanlab_filter.find_label_issues(labels, probabilities, n_jobs=1)
   return 1.0 - np.asarray(quality, np.float64), np.asarray(flagged, bool)
 
 
