@@ -343,8 +343,9 @@ def test_every_trained_baseline_compiles_once_for_all_discovery_rates(poisoned):
   assert common.objective_step._cache_size() == compiled
 
 
-@pytest.mark.parametrize('name', ['retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher',
-                                  'potion', 'rem_etd'])
+# One method per way of starting from an ETD base: ascent runs NPO's loop (`until_forgotten`)
+# and CF SCRUB's (`train_epochs`), both from `common.drop_mode_start` as the others.
+@pytest.mark.parametrize('name', ['retrain', 'npo', 'scrub', 'bad_teacher', 'potion', 'rem_etd'])
 def test_methods_run_on_an_etd_vit_and_return_the_base_architecture(name):
   # A random label swap on a ViT: REM (on the ETD base, rem_etd) runs here on both.
   from rem_jax.data import corruptions, sources  # pylint: disable=g-import-not-at-top
