@@ -464,18 +464,13 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
                     owned=(REPORT_FILE, RESULTS_FILE, FIGURE_FILE, SUSPECTS_FILE, SCORES_FILE,
                            UNLEARN_IDS_FILE, UNLEARNED_DIR))
-  splits = cell.load_splits(config)
-  cell.check_data_fits(config, splits)
-  forget_ids = practitioner.forget_ids_of(config, splits)
-  if not max(MIN_FOUND, config.folds) <= len(forget_ids):
-    raise ValueError(f'folds={config.folds}: the forget ids hold {len(forget_ids)} examples; '
-                     f'a diagnosis needs at least max({MIN_FOUND}, folds) of them.')
-  corruption = practitioner.corruption_of(config, splits)
-  images = pipeline.put_images(splits, mesh)
-  views = pipeline.make_practitioner_views(splits, forget_ids, images, corruption)
-  original = practitioner.load_trained(config, splits.train.images.shape[1:])
-  original = dataclasses.replace(original,
-                                 variables=sharding.replicate(original.variables, mesh))
+
+  def check_ids(forget_ids):
+    if not max(MIN_FOUND, config.folds) <= len(forget_ids):
+      raise ValueError(f'folds={config.folds}: the forget ids hold {len(forget_ids)} examples; '
+                       f'a diagnosis needs at least max({MIN_FOUND}, folds) of them.')
+
+  splits, forget_ids, views, original = practitioner.load_inputs(config, mesh, check_ids)
   recipe = (trainer.Recipe.from_config(recorded['train']) if recorded is not None
             else trainer.Recipe.from_config(config.train))
   diagnosis = diagnose(original, views, forget_ids, mesh=mesh,

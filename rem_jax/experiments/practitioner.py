@@ -219,6 +219,23 @@ def corruption_of(config, splits: sources.Splits) -> corruptions.CorruptionRecor
   return record
 
 
+def load_inputs(config, mesh, check_ids=lambda forget_ids: None):
+  """(splits, forget ids, views, the trained model replicated on `mesh`) of a practitioner's
+  config: the data as given (`corruption` re-creates a benchmark's), D_f = the ids found.
+  `check_ids(forget_ids)` may raise before the model is loaded."""
+  splits = cell.load_splits(config)
+  cell.check_data_fits(config, splits)
+  forget_ids = forget_ids_of(config, splits)
+  check_ids(forget_ids)
+  corruption = corruption_of(config, splits)
+  images = pipeline.put_images(splits, mesh)
+  views = pipeline.make_practitioner_views(splits, forget_ids, images, corruption)
+  original = load_trained(config, splits.train.images.shape[1:])
+  original = dataclasses.replace(original,
+                                 variables=sharding.replicate(original.variables, mesh))
+  return splits, forget_ids, views, original
+
+
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
         overrides=()) -> dict:
   """Unlearns `config.forget_ids` from `config.checkpoint`; writes the result to `workdir`.
@@ -236,16 +253,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   workdir = workdir_lib.usable(workdir)
   workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
                     owned=(RESULTS_FILE, IDS_FILE, MSGPACK_FILE))
-  splits = cell.load_splits(config)
-  cell.check_data_fits(config, splits)
-  forget_ids = forget_ids_of(config, splits)
-  corruption = corruption_of(config, splits)
+  splits, forget_ids, views, original = load_inputs(config, mesh)
   files.write_json_atomic(workdir / IDS_FILE, {'forget_ids': forget_ids.tolist()})
-  images = pipeline.put_images(splits, mesh)
-  views = pipeline.make_practitioner_views(splits, forget_ids, images, corruption)
-  original = load_trained(config, splits.train.images.shape[1:])
-  original = dataclasses.replace(original,
-                                 variables=sharding.replicate(original.variables, mesh))
   logging.info('Unlearning %d examples from %s with %s.', len(forget_ids), config.checkpoint,
                config.method)
   model, variables = methods.common.drop_mode_start(original, splits.train.images.shape[1:])
