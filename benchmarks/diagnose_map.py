@@ -119,13 +119,13 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
 # ---- The report ---------------------------------------------------------------------------------
 
 
-def _mean(rows, get) -> str:
+def _mean(rows, get, digits: int = 3) -> str:
   values = [get(r) for r in rows]
   values = [v for v in values if v is not None and v == v]
   if not values:
     return 'n/a'
   mean, sem = metrics.mean_sem(values)
-  return f'{mean:.3f}' + (f' ± {sem:.3f}' if sem == sem else '')
+  return f'{mean:.{digits}f}' + (f' ± {sem:.{digits}f}' if sem == sem else '')
 
 
 def report_markdown(rows) -> str:
@@ -148,7 +148,7 @@ def report_markdown(rows) -> str:
             '|---|---|---|' + '---|' * len(RANKINGS)]
   for (task, rate), group in ordered:
     cells = [_mean(group, lambda r, n=n: r['at_k'][n]['precision']) for n in RANKINGS]
-    lines.append(f'| {task} | {rate} | {_mean(group, lambda r: r["num_unfound"])} | '
+    lines.append(f'| {task} | {rate} | {_mean(group, lambda r: r["num_unfound"], 0)} | '
                  + ' | '.join(cells) + ' |')
   lines += ['', 'Recall at k equals precision at k (k is the number of unfound corrupted '
             'examples).', '', '## The calibrated threshold against the truth', '',
@@ -156,11 +156,11 @@ def report_markdown(rows) -> str:
             'true | suspects | their precision | their recall |', '|---|---|---|---|---|---|---|---|---|']
   for (task, rate), group in ordered:
     lines.append(
-        f'| {task} | {rate} | {_mean(group, lambda r: r["threshold"]["remaining"])} | '
-        f'{_mean(group, lambda r: r["num_unfound"])} | '
+        f'| {task} | {rate} | {_mean(group, lambda r: r["threshold"]["remaining"], 1)} | '
+        f'{_mean(group, lambda r: r["num_unfound"], 0)} | '
         f'{_mean(group, lambda r: r["threshold"]["estimated_discovery_rate"])} | '
         f'{_mean(group, lambda r: r["true_discovery_rate"])} | '
-        f'{_mean(group, lambda r: r["suspects"]["count"])} | '
+        f'{_mean(group, lambda r: r["suspects"]["count"], 0)} | '
         f'{_mean(group, lambda r: r["suspects"]["precision"])} | '
         f'{_mean(group, lambda r: r["suspects"]["recall"])} |')
   lines += ['', '## Cost', '', f'Diagnosis wall time over the original training run: '
