@@ -21,19 +21,21 @@ from rem_jax.data import corruptions
 from rem_jax.data import pipeline
 
 
-def predict_step(model, variables: dict, images, batch: pipeline.Batch):
-  """Drop-mode (mask 0), eval-mode predictions of a batch, without augmentation."""
+def logits_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode (mask 0), eval-mode logits of a batch, without augmentation."""
   inputs = pipeline.eval_inputs(images, batch, model.dtype)
   mask = masks.drop_mask(inputs.shape[0], model.mask_size)
-  return jnp.argmax(model.apply(variables, inputs, mask, train=False), -1).astype(jnp.int32)
+  return model.apply(variables, inputs, mask, train=False)
+
+
+def predict_step(model, variables: dict, images, batch: pipeline.Batch):
+  """Drop-mode, eval-mode predictions of a batch."""
+  return jnp.argmax(logits_step(model, variables, images, batch), -1).astype(jnp.int32)
 
 
 def probabilities_step(model, variables: dict, images, batch: pipeline.Batch):
   """Drop-mode, eval-mode class probabilities (softmax, float32) of a batch."""
-  inputs = pipeline.eval_inputs(images, batch, model.dtype)
-  mask = masks.drop_mask(inputs.shape[0], model.mask_size)
-  logits = model.apply(variables, inputs, mask, train=False).astype(jnp.float32)
-  return jax.nn.softmax(logits, -1)
+  return jax.nn.softmax(logits_step(model, variables, images, batch).astype(jnp.float32), -1)
 
 
 def accuracy_step(model, variables: dict, images, batch: pipeline.Batch):

@@ -90,7 +90,7 @@ def test_calibration_recovers_a_known_recall_on_a_hand_made_ranking():
   # The hidden example at position 2i + 1 outranks 180 − (i + 1) of the 180 others.
   assert calibration['auc'] == pytest.approx((20 * 180 - 210) / (20 * 180))
   np.testing.assert_allclose(calibration['recall_curve'][:4], [0.0, 0.05, 0.05, 0.1])
-  cut = suspects.threshold(calibration, num_found_in_calibration=20, num_found=40)
+  cut = suspects.threshold(calibration, num_found=40)
   assert cut['remaining'] == pytest.approx(20) and cut['num_suspects'] == 20
   assert cut['estimated_discovery_rate'] == pytest.approx(40 / 60)
   # A ranking that finds nothing: AUC near 0.5, and a loose (large) estimate.

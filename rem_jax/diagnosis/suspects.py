@@ -165,7 +165,7 @@ def calibrate_all(signals: dict[str, np.ndarray], hidden: np.ndarray) -> dict[st
   return calibrations
 
 
-def threshold(calibration: dict, num_found_in_calibration: int, num_found: int) -> dict:
+def threshold(calibration: dict, num_found: int) -> dict:
   """How many suspects to take from the real ranking, and what they should hold.
 
   The calibration ran with half of the found set; the remaining corrupted examples there are
@@ -180,8 +180,7 @@ def threshold(calibration: dict, num_found_in_calibration: int, num_found: int) 
   return {'remaining': remaining, 'num_suspects': int(count),
           'expected_corrupted_among_suspects': expected,
           'expected_precision': expected / count if count else math.nan,
-          'estimated_discovery_rate': num_found / (num_found + remaining),
-          'calibration_found': num_found_in_calibration}
+          'estimated_discovery_rate': num_found / (num_found + remaining)}
 
 
 def precision_curve(calibration: dict) -> np.ndarray:

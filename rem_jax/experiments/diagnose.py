@@ -253,7 +253,7 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
   signals = [calibrations['co_forgetting'], calibrations['disagreement']]
   combined = np.full(num_examples, np.nan)
   combined[retain] = suspects.combine([co_forgetting[retain], disagreement[retain]], signals)
-  cut = suspects.threshold(calibrations['combined'], int(in_a.sum()), len(forget_ids))
+  cut = suspects.threshold(calibrations['combined'], len(forget_ids))
   retain_positions = np.flatnonzero(retain)
   suspect_positions = retain_positions[suspects.top(combined[retain], cut['num_suspects'])]
   suspect_ids = train.ids[suspect_positions]
@@ -388,28 +388,6 @@ def write(diagnosis: Diagnosis, workdir: pathlib.Path) -> None:
 # ---- The experiment -----------------------------------------------------------------------------
 
 
-def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
-  """Every field of a diagnose config, before anything is loaded."""
-  fields.check_names(config.to_dict(), config_lib.diagnose_config().to_dict(),
-                     nested=('data', 'model', 'train'))
-  for field in ('checkpoint', 'forget_ids'):
-    if not config[field]:
-      raise ValueError(f'{field} is required: pass --config.{field}=PATH.')
-  values = config.to_dict()
-  if values['method'] is None:  # Unset: the advised method (DIAGNOSE_FIELDS checks it).
-    del values['method']
-  fields.check_values(values)
-  fields.check_values(config.to_dict(), practitioner.UNLEARN_FIELDS)
-  fields.check_values(config.to_dict(), DIAGNOSE_FIELDS)
-  trainer.Recipe.from_config(config.train)
-  cell.original_model(config)
-  for name in config.methods:
-    methods.check_settings(name, cell.method_settings(config, name))
-  if mesh is not None:
-    sharding.check_batch_size(config.batch_size, mesh, 'batch_size')
-    sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-
-
 def inert_fields(config: ml_collections.ConfigDict, recorded: dict | None) -> dict[str, str]:
   """The fields that cannot change this diagnosis (an override of one is an error)."""
   inert = {}
@@ -453,7 +431,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   the records (they must cover the checkpoint's base), the forget ids against the folds.
   """
   mesh = sharding.make_mesh()
-  check_config(config, mesh)
+  practitioner.check_config(config, mesh, template=config_lib.diagnose_config(),
+                            extra_fields=DIAGNOSE_FIELDS)
   recorded = practitioner.trained_with(config)
   fields.check_overrides(overrides, inert_fields(config, recorded))
   if recorded is not None:

@@ -8,6 +8,7 @@ here, so only metrics that need no D_c are reported: Utility (clean test accurac
 accuracy on D_f and D_r against the training labels as given.
 """
 
+from collections.abc import Mapping
 import dataclasses
 import json
 import pathlib
@@ -91,15 +92,28 @@ def read_ids(path) -> np.ndarray:
     raise ValueError(f'{where}: every line must be one integer id ({error}).') from None
 
 
-def check_config(config: ml_collections.ConfigDict, mesh=None) -> None:
-  """Every field of an unlearning config, before any data or model is loaded."""
-  fields.check_names(config.to_dict(), config_lib.unlearn_config().to_dict(),
-                     nested=('data', 'model'))
+def check_config(config: ml_collections.ConfigDict, mesh=None, *,
+                 template: ml_collections.ConfigDict | None = None,
+                 extra_fields: Mapping[str, fields.Field] | None = None) -> None:
+  """Every field of an unlearning config, before any data or model is loaded.
+
+  `template` and `extra_fields`: a config built on the unlearning one (the diagnosis's,
+  `config_lib.diagnose_config()` and its own fields' table), checked the same way.
+  """
+  template = config_lib.unlearn_config() if template is None else template
+  fields.check_names(config.to_dict(), template.to_dict(),
+                     nested=[s for s in ('data', 'model', 'train') if s in template])
   for field in ('checkpoint', 'forget_ids'):
     if not config[field]:
       raise ValueError(f'{field} is required: pass --config.{field}=PATH.')
-  fields.check_values(config.to_dict())
-  fields.check_values(config.to_dict(), UNLEARN_FIELDS)
+  values = config.to_dict()
+  if values['method'] is None:  # A diagnosis's: unset runs the advised one (`extra_fields`).
+    del values['method']
+  fields.check_values(values)
+  fields.check_values(values, UNLEARN_FIELDS)
+  fields.check_values(config.to_dict(), extra_fields or {})
+  if 'train' in config:
+    trainer.Recipe.from_config(config.train)
   cell.original_model(config)
   for name in config.methods:
     methods.check_settings(name, cell.method_settings(config, name))
