@@ -255,6 +255,10 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
   assert unlearned['method'] == 'no_ul'
   advised = {'advice': {'best': {'method': 'npo'}}}
   assert diagnose.unlearning_method(config_lib.diagnose_config(), advised) == 'npo'
+  # Without a map summary the report places nothing and advises nothing, and says why.
+  unplaced = {**summary, 'advice': None, 'report': 'report.md'}
+  assert 'None: no map summary' in diagnose.report_markdown(unplaced)
+  assert 'No advice: no map summary' in diagnose.headline(unplaced)
 
 
 @pytest.mark.parametrize('drop, more, message', [
@@ -265,8 +269,11 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
     (None, ['--config.records=/nonexistent.jsonl'], "records='/nonexistent.jsonl' is not a file."),
     ('records', ['--config.records={partial}'], 'has no plain-base cells of'),
     ('forget_ids', ['--config.forget_ids={out_of_range}'], 'out of range'),
+    ('records', ['--config.unlearn=true'], 'unlearn=true without method needs advice'),
 ])
-def test_bad_input_is_one_line_before_any_work(capsys, inputs, tmp_path, drop, more, message):
+def test_bad_input_is_one_line_before_any_work(capsys, monkeypatch, inputs, tmp_path, drop, more,
+                                               message):
+  monkeypatch.setattr(advice, 'PACKAGED', tmp_path / 'none.json')  # No packaged summary.
   partial = inputs / 'partial.json'
   summary = _summary()
   summary['cells'] = [c for c in summary['cells'] if c['task'] == 'poison_trigger']

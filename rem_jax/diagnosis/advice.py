@@ -48,16 +48,14 @@ def read_records(path: pathlib.Path) -> list[dict]:
   return rows
 
 
-def load(path=None) -> dict:
-  """A summary: `path` a summary .json or a sweep's results.jsonl; None: the packaged one.
+def load(path=None) -> dict | None:
+  """A summary: `path` a summary .json or a sweep's results.jsonl; None: the packaged one (None
+  while this installation ships none: a diagnosis then places nothing and advises nothing).
 
   A results.jsonl has no regularity scores of its own: the packaged summary's are used.
   """
   if path is None:
-    if not PACKAGED.is_file():
-      raise ValueError('records: this installation has no packaged map summary; pass '
-                       '--config.records=<a sweep results.jsonl or summary .json>.')
-    return json.loads(PACKAGED.read_text())
+    return json.loads(PACKAGED.read_text()) if PACKAGED.is_file() else None
   path = pathlib.Path(path).expanduser()
   if not path.is_file():
     raise ValueError(f'records={str(path)!r} is not a file.')
@@ -68,7 +66,7 @@ def load(path=None) -> dict:
     if not records or missing:
       raise ValueError(f'records={str(path)!r} holds no sweep records'
                        + (f' (no field {missing[0]!r})' if missing else '') + '.')
-    scores = load()['regularity_scores'] if PACKAGED.is_file() else {}
+    scores = (load() or {}).get('regularity_scores', {})
     return summarise(records, scores, source=str(path))
   try:
     summary = json.loads(path.read_text())

@@ -301,8 +301,6 @@ def _percent(value) -> str:
 def report_markdown(summary: dict) -> str:
   """report.md: the task's place on the map, the suspects and the advice."""
   reg, cut, adv = summary['regularity'], summary['threshold'], summary['advice']
-  best, runner = adv['best'], adv['runner_up']
-  refs = ', '.join(f'{t} {s:.2f}' for t, s in sorted(reg['reference_scores'].items()))
   lines = [
       '# Diagnosis', '',
       f'{summary["num_found"]} found corrupted examples among {summary["num_train"]} training '
@@ -311,9 +309,12 @@ def report_markdown(summary: dict) -> str:
       f'Score {reg["score"]:.3f} ({int(100 * reg["level"])} % interval {reg["low"]:.3f}–'
       f'{reg["high"]:.3f}): held-out agreement with the given labels {reg["forget_agreement"]:.3f}'
       f' on the found set against {reg["retain_agreement"]:.3f} on the rest, from '
-      f'{summary["folds"]} probe models of {summary["probe_steps"]} steps.',
-      f'Nearest benchmark task: **{reg["nearest_task"]}**, the map\'s **{reg["row"]}** '
-      f'regularity row (benchmark scores: {refs}).', '',
+      f'{summary["folds"]} probe models of {summary["probe_steps"]} steps.', '']
+  if adv is not None:
+    refs = ', '.join(f'{t} {s:.2f}' for t, s in sorted(reg['reference_scores'].items()))
+    lines += [f'Nearest benchmark task: **{reg["nearest_task"]}**, the map\'s **{reg["row"]}** '
+              f'regularity row (benchmark scores: {refs}).', '']
+  lines += [
       '## Suspects', '',
       '| signal | calibration AUC | cut-off recall | estimated precision |', '|---|---|---|---|']
   for name in SIGNALS:
@@ -326,8 +327,12 @@ def report_markdown(summary: dict) -> str:
       f'Estimated corrupted examples left unfound: {cut["remaining"]:.1f}. Suspects: '
       f'{summary["num_suspects"]} (`suspects.json`), expected to hold '
       f'{cut["expected_corrupted_among_suspects"]:.1f} of them. Estimated discovery rate: '
-      f'{cut["estimated_discovery_rate"]:.2f}.', '',
-      '## Advice', '',
+      f'{cut["estimated_discovery_rate"]:.2f}.', '', '## Advice', '']
+  if adv is None:
+    lines.append('None: no map summary to read it from (give `--config.records`).')
+    return '\n'.join(lines) + '\n'
+  best, runner = adv['best'], adv['runner_up']
+  lines += [
       f'Map cell: {adv["row"]} regularity, discovery rate {adv["discovery_rate"]:g} '
       f'({adv["base"]} base; from {summary["map_source"] or "the packaged CPU map"}).', '',
       f'Advised: **{best["method"]}**, H×U {_percent(best["healed_x_utility"])} ± '
@@ -343,13 +348,15 @@ def report_markdown(summary: dict) -> str:
 
 def headline(result: dict) -> str:
   """What the command prints: the diagnosis in three lines."""
-  reg, cut, best = result['regularity'], result['threshold'], result['advice']['best']
-  lines = [f'Regularity {reg["score"]:.2f} ({reg["low"]:.2f}-{reg["high"]:.2f}): nearest '
-           f'{reg["nearest_task"]}, the {reg["row"]} row of the map.',
+  reg, cut, adv = result['regularity'], result['threshold'], result['advice']
+  place = ('' if adv is None else
+           f': nearest {reg["nearest_task"]}, the {reg["row"]} row of the map')
+  lines = [f'Regularity {reg["score"]:.2f} ({reg["low"]:.2f}-{reg["high"]:.2f}){place}.',
            f'{result["num_suspects"]} suspects, about {cut["expected_corrupted_among_suspects"]:.0f}'
            f' of them corrupted; estimated discovery rate {cut["estimated_discovery_rate"]:.2f}.',
-           f'Advised: {best["method"]} (H×U {_percent(best["healed_x_utility"])} % in that cell). '
-           f'Report: {result["report"]}.']
+           ('No advice: no map summary (give --config.records).' if adv is None else
+            f'Advised: {adv["best"]["method"]} (H×U {_percent(adv["best"]["healed_x_utility"])} % '
+            'in that cell).') + f' Report: {result["report"]}.']
   if 'unlearned' in result:
     lines.append(f'Unlearned with {result["unlearned"]["method"]}: Utility '
                  f'{result["unlearned"]["after"]["utility"]:.4f}.')
@@ -438,7 +445,11 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   if recorded is not None:
     practitioner.check_matches(config, recorded)
   map_summary = advice.load(config.records)
-  advice.check_covers(map_summary, config.base)
+  if map_summary is not None:
+    advice.check_covers(map_summary, config.base)
+  elif config.unlearn and not config.method:
+    raise ValueError('unlearn=true without method needs advice, and there is no map summary '
+                     'to advise from: set --config.method or --config.records.')
   workdir = workdir_lib.usable(workdir)
   workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite,
                     owned=(REPORT_FILE, RESULTS_FILE, FIGURE_FILE, SUSPECTS_FILE, SCORES_FILE,
