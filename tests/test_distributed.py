@@ -36,8 +36,9 @@ def _free_port() -> int:
 def test_two_processes_train_on_one_global_mesh_like_one_process(tmp_path):
   # Two processes with 2 fake CPU devices each join over a localhost coordinator: one 4-device
   # mesh whose training run and predictions match a single process on 4 devices.
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
-         'JAX_PLATFORMS': 'cpu'}
+  # (-O2 as in tests/conftest.py: it compiles faster.)
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
+         '--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=2'}
   port = _free_port()
   workers = [subprocess.Popen(
       [sys.executable, '-m', 'tests.multi_process_worker', str(i), str(port), str(tmp_path)],

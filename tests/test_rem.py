@@ -27,6 +27,18 @@ def rem_result(poisoned):
   return _rem(poisoned)
 
 
+# The mechanism tests run 5 epochs: the shared mask gathers D_c gradually, and after 3 epochs
+# where it stands depends on float rounding (measured on the same fixture: 0.66 under XLA's
+# default LLVM -O3, 0.25 under the suite's -O2; after 5 epochs 0.89 and 0.70). The behaviour
+# test and its mutants keep 3 epochs, where a REM without its flush does not yet heal.
+MECHANISM_EPOCHS = 5
+
+
+@pytest.fixture(scope='module')
+def rem_mechanism(poisoned):
+  return _rem(poisoned, epochs=MECHANISM_EPOCHS)
+
+
 def _heals(poisoned, result) -> tuple[bool, dict, dict]:
   """The behaviour criterion: Healed far above No UL, Utility within 5 points of it."""
   before = poisoned.evaluate(poisoned.model, poisoned.variables)
@@ -83,29 +95,30 @@ def _last(result) -> dict:
 
 
 def test_redirection_the_shared_mask_gathers_the_corruption_and_own_masks_do_not(
-    poisoned, rem_result):
+    poisoned, rem_mechanism):
   # The mechanism, from REM's dynamics on D_c against the poisoned labels: with the shared forget
   # mask on, the model predicts the poison (θo2 holds it); with the extra units off it does not.
-  # Measured (3 iterations): shared mask 0.06 -> 0.25 -> 0.66, drop mode <= 0.08.
-  assert _last(rem_result)['corrupted_accuracy_shared_mask'] >= 0.5, rem_result.record
-  assert _last(rem_result)['corrupted_accuracy_drop'] <= 0.15, rem_result.record
-  # Each forget example with a mask of its own: nothing gathers in one place (measured 0.08;
+  # Measured (5 iterations, -O2): shared mask 0.03 -> 0.09 -> 0.25 -> 0.53 -> 0.70, drop mode
+  # <= 0.09.
+  assert _last(rem_mechanism)['corrupted_accuracy_shared_mask'] >= 0.5, rem_mechanism.record
+  assert _last(rem_mechanism)['corrupted_accuracy_drop'] <= 0.15, rem_mechanism.record
+  # Each forget example with a mask of its own: nothing gathers in one place (measured <= 0.05;
   # 0.23 when the fixture trains on 2 devices instead of 8, hence the margin).
-  own = _rem(poisoned, forget_masks='own')
+  own = _rem(poisoned, forget_masks='own', epochs=MECHANISM_EPOCHS)
   assert _last(own)['corrupted_accuracy_shared_mask'] <= 0.35, own.record
 
 
-def test_each_variant_runs_end_to_end_and_its_switch_shows(poisoned, rem_result):
-  rem = _last(rem_result)
-  # Without redirection into θo2 the shared mask gathers nothing (measured 0.06 against 0.66).
-  no_redirect = _rem(poisoned, variant='rem_no_redirect')
+def test_each_variant_runs_end_to_end_and_its_switch_shows(poisoned, rem_mechanism):
+  rem = _last(rem_mechanism)
+  # Without redirection into θo2 the shared mask gathers nothing (measured 0.03 against 0.70).
+  no_redirect = _rem(poisoned, variant='rem_no_redirect', epochs=MECHANISM_EPOCHS)
   assert _last(no_redirect)['corrupted_accuracy_shared_mask'] <= 0.35, no_redirect.record
-  # Without the removal term part of the poison leaks back into drop mode (measured 0.125
-  # of D_c against 0.062, 8 examples against 4).
-  no_remove = _rem(poisoned, variant='rem_no_remove')
+  # Without the removal term part of the poison leaks back into drop mode (measured 0.23
+  # of D_c against 0.09, 15 examples against 6).
+  no_remove = _rem(poisoned, variant='rem_no_remove', epochs=MECHANISM_EPOCHS)
   assert _last(no_remove)['corrupted_accuracy_drop'] > rem['corrupted_accuracy_drop']
-  # The ideal variant redirects all of D_c, not only D_f (measured 1.0 against 0.66).
-  ideal = _rem(poisoned, variant='rem_ideal')
+  # The ideal variant redirects all of D_c, not only D_f (measured 1.0 against 0.70).
+  ideal = _rem(poisoned, variant='rem_ideal', epochs=MECHANISM_EPOCHS)
   assert _last(ideal)['corrupted_accuracy_shared_mask'] >= max(
       0.9, rem['corrupted_accuracy_shared_mask'])
   for result in (no_redirect, no_remove, ideal):
