@@ -36,9 +36,11 @@ def _free_port() -> int:
 def test_two_processes_train_on_one_global_mesh_like_one_process(tmp_path):
   # Two processes with 2 fake CPU devices each join over a localhost coordinator: one 4-device
   # mesh whose training run and predictions match a single process on 4 devices.
-  # (-O2 as in tests/conftest.py: it compiles faster.)
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS':
-         '--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=2'}
+  # The suite's other XLA flags (tests/conftest.py: -O2) carry over; the device count does not.
+  flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
+           if not f.startswith('--xla_force_host_platform_device_count')]
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': ' '.join(['--xla_force_host_platform_device_count=2', *flags])}
   port = _free_port()
   workers = [subprocess.Popen(
       [sys.executable, '-m', 'tests.multi_process_worker', str(i), str(port), str(tmp_path)],
