@@ -1,6 +1,7 @@
 """The diagnosis measured on the CPU map (issue 19): regularity, suspects, cost.
 
     python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map
+    python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map --seeds=0 --end_to_end
     python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map --report
 
 For each task of `configs/cpu_map.py`, seed (`--seeds`, default 0-2) and discovery rate
@@ -13,10 +14,18 @@ and recall at k = |D_c \\ D_f| among D_r; the calibrated estimates (corrupted le
 rate, the suspects) against the truth; the wall time against the original's training run.
 Probes train `--probe_steps` steps (default: half the map's 1,200).
 
+`--end_to_end` then unlearns, from the same original, D_f together with each recorded
+diagnosis's suspects, with each method of `--end_to_end_methods` at the map's defaults:
+`rem`, and `advised`, the method the diagnosis advises (its task placed by its regularity score
+and estimated discovery rate, in the summary of the map's records `--map_results`, the
+regularity references being these records' mean scores). Records go to
+`<workdir>/end_to_end.jsonl`; the report sets each against the map's own seed-matched record
+of REM on D_f alone.
+
 `--report` writes `benchmarks/results/diagnose_map.{json,md}` (a table per measurement, means
-over seeds) and, with the map's records (`--map_results`), the map summary a diagnosis advises
-from (`rem_jax/diagnosis/map_summary.json`): each task's mean regularity score and the plain
-and ETD grids' cells.
+over seeds, and the end-to-end table); `--write_summary` also writes, from `--map_results`, the
+map summary a diagnosis advises from (`rem_jax/diagnosis/map_summary.json`): each task's mean
+regularity score and the plain and ETD grids' cells (write it once the map is complete).
 """
 
 import json
@@ -39,15 +48,19 @@ from rem_jax import trainer  # pylint: disable=g-import-not-at-top,wrong-import-
 from rem_jax.data import corruptions  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.diagnosis import advice  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.diagnosis import regularity  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.diagnosis import suspects  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import cell  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import diagnose  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RANKINGS = ('co_forgetting', 'disagreement', 'combined', 'own_loss', 'random')
+END_TO_END_FILE = 'end_to_end.jsonl'
+ADVISED = 'advised'
 
 
 def original(config, directory: pathlib.Path, mesh):
@@ -116,6 +129,127 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
       'suspect_ids': result.suspect_ids.tolist()}
 
 
+# ---- End to end ---------------------------------------------------------------------------------
+
+
+def map_summary(rows, map_records) -> dict:
+  """The summary a diagnosis advises from: the map's cells whose original passed its
+  preconditions, placed by these diagnosis records' mean regularity scores."""
+  thresholds = reports.Thresholds()
+  return advice.summarise(
+      map_records, regularity_scores(rows), source='the CPU map (benchmarks/results/cpu_map)',
+      passed=lambda r: reports.precondition(r, thresholds)['passed'])
+
+
+def advised_method(diagnosis: dict, summary: dict) -> str:
+  """What the diagnosis `diagnosis` advises: its task placed by its regularity score and its
+  estimated discovery rate, the best method of that cell of `summary`."""
+  task = regularity.nearest_task(diagnosis['regularity']['score'],
+                                 summary['regularity_scores'])
+  rate = diagnosis['threshold']['estimated_discovery_rate']
+  return advice.advise(summary, task, rate)['best']['method']
+
+
+def end_to_end_key(task: str, seed: int, rate: float, method: str) -> str:
+  return f'task={task},seed={seed},rate={rate},method={method}'
+
+
+def end_to_end(diagnosis: dict, method: str, originals: pathlib.Path, mesh) -> dict:
+  """`method` at the map's defaults on D_f and the diagnosis's suspects, from the map's
+  original model, evaluated as the map evaluates (Healed on D_c, Utility on the test set)."""
+  task, seed, rate = diagnosis['task'], diagnosis['seed'], diagnosis['discovery_rate']
+  config = cpu_map.cell(task=task, seed=seed, discovery_rate=rate, method=method)
+  splits, record, trained, train_record = original(
+      config, originals / cell.original_key(config), mesh)
+  found = record.forget_ids_at(rate)
+  record = record.with_forget_ids(rate, np.union1d(found, diagnosis['suspect_ids']))
+  prepared = cell.Prepared(splits, pipeline.put_images(splits, mesh), record,
+                           trainer.Recipe.from_config(config.train), trained, train_record,
+                           corrupted_only=False)
+  before, after, unlearned = cell.unlearn_and_evaluate(config, prepared, mesh)
+  forget_ids = record.forget_ids_at(rate)
+  corrupted = np.isin(forget_ids, record.corrupted_ids)
+  return records_lib.run_record(
+      config.to_dict(), mesh=mesh, train=train_record, before=before, after=after,
+      unlearned=unlearned, cell=end_to_end_key(task, seed, rate, method), task=task,
+      discovery_rate=rate, num_found=len(found),
+      num_suspects=len(diagnosis['suspect_ids']), num_forget=len(forget_ids),
+      forget_precision=float(corrupted.mean()),
+      forget_recall=float(corrupted.sum() / record.num_corrupted))
+
+
+def run_end_to_end(rows, results: store.ResultStore, methods_wanted, seeds, summary,
+                   originals: pathlib.Path, mesh) -> None:
+  """`end_to_end` for each diagnosis record of `seeds` and each wanted method; a re-run skips
+  the recorded ones."""
+  done = results.finished_cells()
+  for diagnosis in sorted(rows, key=lambda r: (r['seed'], r['task'], r['discovery_rate'])):
+    if diagnosis['seed'] not in seeds:
+      continue
+    wanted = [advised_method(diagnosis, summary) if name == ADVISED else name
+              for name in methods_wanted]
+    for method in dict.fromkeys(wanted):
+      key = end_to_end_key(diagnosis['task'], diagnosis['seed'], diagnosis['discovery_rate'],
+                           method)
+      if key in done:
+        continue
+      print(f'diagnose_map: end to end, {key}', file=sys.stderr, flush=True)
+      results.append(end_to_end(diagnosis, method, originals, mesh))
+
+
+def rem_alone(map_records) -> dict[tuple[str, int, float], dict]:
+  """{(task, seed, rate): metrics after} of the map's plain-base REM at its defaults."""
+  return {(r['task'], r['seed'], r['discovery_rate']): r['after'] for r in map_records
+          if r.get('method') == 'rem' and r.get('variant') == 'rem' and r.get('base') == 'plain'
+          and 'after' in r}
+
+
+def end_to_end_markdown(rows, end_to_end_rows, map_records) -> str:
+  """Per task and rate: the map's REM on D_f against REM and the advised method (advised by
+  today's map records) on D_f and the diagnosis's suspects, each H×U with Healed and Utility
+  (one seed: no SEM)."""
+  summary = map_summary(rows, map_records)
+  alone = rem_alone(map_records)
+  diagnoses = {(r['task'], r['seed'], r['discovery_rate']): r for r in rows}
+  show = lambda m: (f'{m["healed_x_utility"]:.3f} ({m["healed"]:.2f} / {m["utility"]:.2f})'
+                    if m else '—')
+  lines = ['## End to end: unlearning D_f and the suspects', '',
+           'H×U (Healed / Utility) of each method at the map\'s defaults from the map\'s '
+           'original model; "REM on D_f" is the map\'s own record. The advised method is placed '
+           'by the regularity score and the estimated discovery rate, without D_c, in the map\'s '
+           'records as they stand. —: not recorded yet.', '',
+           '| task | rate | seed | suspects (precision) | REM on D_f | REM on D_f ∪ suspects | '
+           'REM gains | advised method | advised on D_f ∪ suspects | advised vs REM on D_f |',
+           '|---|---|---|---|---|---|---|---|---|---|']
+  by_cell = {}
+  for r in end_to_end_rows:
+    by_cell.setdefault((r['task'], r['seed'], r['discovery_rate']), []).append(r)
+  order = lambda key: (cpu_map.TASKS.index(key[0]), key[2], key[1])
+  for key in sorted(by_cell, key=order):
+    task, seed, rate = key
+    runs = by_cell[key]
+    rem = next((r['after'] for r in runs if r['method'] == 'rem'), None)
+    try:
+      advised_name = advised_method(diagnoses[key], summary)
+    except (KeyError, ValueError):  # No diagnosis record, or the map has no such cells yet.
+      advised_name = None
+    advised = next((r for r in runs if r['method'] == advised_name), None)
+    base = alone.get(key)
+    gain = (f'{rem["healed_x_utility"] - base["healed_x_utility"]:+.3f}'
+            if rem and base else 'n/a')
+    versus = (f'{advised["after"]["healed_x_utility"] - base["healed_x_utility"]:+.3f}'
+              if advised and base else 'n/a')
+    suspects_found = diagnoses[key]['suspects'] if key in diagnoses else None
+    lines.append(
+        f'| {task} | {rate} | {seed} | '
+        + (f'{suspects_found["count"]} ({suspects_found["precision"]:.2f})'
+           if suspects_found and suspects_found['precision'] is not None else 'n/a')
+        + f' | {show(base)} | {show(rem)} | {gain} | '
+        + f'{advised_name or "n/a"} | {show(advised["after"] if advised else None)} | '
+        f'{versus} |')
+  return '\n'.join(lines) + '\n'
+
+
 # ---- The report ---------------------------------------------------------------------------------
 
 
@@ -128,16 +262,44 @@ def _mean(rows, get, digits: int = 3) -> str:
   return f'{mean:.{digits}f}' + (f' ± {sem:.{digits}f}' if sem == sem else '')
 
 
-def report_markdown(rows) -> str:
-  tasks = [t for t in cpu_map.TASKS if any(r['task'] == t for r in rows)]
-  seeds = sorted({r['seed'] for r in rows})
-  lines = [f'Diagnosis on the CPU map (`configs/cpu_map.py`), seeds {seeds}: mean ± SEM over '
-           'seeds. Command: `python benchmarks/diagnose_map.py` (its docstring).', '',
-           '## Regularity score', '', '| task | rate | score | per seed |', '|---|---|---|---|']
+def _groups(rows) -> list[tuple[tuple[str, float], list[dict]]]:
+  """[((task, rate), records)] in the map's task order, then by rate."""
   groups = {}
   for r in rows:
     groups.setdefault((r['task'], r['discovery_rate']), []).append(r)
-  ordered = sorted(groups.items(), key=lambda kv: (tasks.index(kv[0][0]), kv[0][1]))
+  return sorted(groups.items(), key=lambda kv: (cpu_map.TASKS.index(kv[0][0]), kv[0][1]))
+
+
+def summary_markdown(rows, end_to_end_rows, map_records) -> str:
+  """The README's table: per task and rate, the regularity score and the combined ranking's
+  precision at k (mean ± SEM over seeds), and on seed 0 REM's H×U on D_f (the map's record)
+  and on D_f ∪ suspects."""
+  alone = rem_alone(map_records)
+  widened = {(r['task'], r['seed'], r['discovery_rate']): r['after']
+             for r in end_to_end_rows if r['method'] == 'rem'}
+  value = lambda m: '—' if m is None else f'{m["healed_x_utility"]:.3f}'
+  lines = ['| task (regularity) | rate | regularity score | suspects\' precision at k: '
+           'combined / random | REM\'s H×U on D_f → on D_f ∪ suspects (seed 0) |',
+           '|---|---|---|---|---|']
+  for (task, rate), group in _groups(rows):
+    key = (task, 0, rate)
+    lines.append(
+        f'| {task} ({regularity.ROWS[task]}) | {rate} | '
+        f'{_mean(group, lambda r: r["regularity"]["score"], 2)} | '
+        f'{_mean(group, lambda r: r["at_k"]["combined"]["precision"], 2)} / '
+        f'{_mean(group, lambda r: r["at_k"]["random"]["precision"], 2)} | '
+        f'{value(alone.get(key))} → {value(widened.get(key))} |')
+  return '\n'.join(lines) + '\n'
+
+
+def report_markdown(rows, end_to_end_rows, map_records) -> str:
+  """Every table: the summary, then one per measurement, then the end-to-end runs."""
+  seeds = sorted({r['seed'] for r in rows})
+  lines = [f'Diagnosis on the CPU map (`configs/cpu_map.py`), seeds {seeds}: mean ± SEM over '
+           'seeds. Command: `python benchmarks/diagnose_map.py` (its docstring).', '',
+           '## Summary', '', summary_markdown(rows, end_to_end_rows, map_records),
+           '## Regularity score', '', '| task | rate | score | per seed |', '|---|---|---|---|']
+  ordered = _groups(rows)
   for (task, rate), group in ordered:
     per_seed = ', '.join(f'{r["regularity"]["score"]:.2f}'
                          for r in sorted(group, key=lambda r: r['seed']))
@@ -166,7 +328,9 @@ def report_markdown(rows) -> str:
   lines += ['', '## Cost', '', f'Diagnosis wall time over the original training run: '
             f'{_mean(rows, lambda r: r["cost_over_training"])} (probes of '
             f'{rows[0]["probe_steps"]} steps, 2 folds).']
-  return '\n'.join(lines) + '\n'
+  if end_to_end_rows:
+    lines += ['', end_to_end_markdown(rows, end_to_end_rows, map_records)]
+  return '\n'.join(lines).rstrip('\n') + '\n'
 
 
 def regularity_scores(rows) -> dict[str, float]:
@@ -177,18 +341,16 @@ def regularity_scores(rows) -> dict[str, float]:
   return {task: float(np.mean(values)) for task, values in by_task.items()}
 
 
-def write_report(rows, output: pathlib.Path, map_results: list[pathlib.Path],
-                 summary_path: pathlib.Path) -> None:
-  files.write_json_atomic(output.with_suffix('.json'), {'records': rows})
-  text = report_markdown(rows)
+def write_report(rows, end_to_end_rows, map_records, output: pathlib.Path,
+                 summary_path: pathlib.Path | None) -> None:
+  """The tables (.md) and every record (.json); the packaged summary if `summary_path`."""
+  files.write_json_atomic(output.with_suffix('.json'),
+                          {'records': rows, 'end_to_end': end_to_end_rows})
+  text = report_markdown(rows, end_to_end_rows, map_records)
   files.write_atomic(output.with_suffix('.md'), lambda f: f.write(text.encode()))
   print(text)
-  if map_results:
-    records = [r for path in map_results for r in store.ResultStore(path).read()]
-    thresholds = reports.Thresholds()
-    summary = advice.summarise(
-        records, regularity_scores(rows), source='the CPU map (benchmarks/results/cpu_map)',
-        passed=lambda r: reports.precondition(r, thresholds)['passed'])
+  if summary_path is not None:
+    summary = map_summary(rows, map_records)
     advice.write(summary, summary_path)
     print(f'Wrote {summary_path}: {len(summary["cells"])} cells.')
 
@@ -203,15 +365,34 @@ _PROBE_STEPS = flags.DEFINE_integer('probe_steps', 600, "Each probe's training s
 _REPORT = flags.DEFINE_bool('report', False, 'Only write the report from the records.')
 _OUTPUT = flags.DEFINE_string('output', str(ROOT / 'benchmarks' / 'results' / 'diagnose_map'),
                               'The report (.json and .md).')
-_MAP_RESULTS = flags.DEFINE_list('map_results', [], "The map's results.jsonl files, for the "
-                                 'packaged summary.')
+_MAP_RESULTS = flags.DEFINE_list(
+    'map_results', [str(ROOT / 'benchmarks' / 'results' / 'cpu_map' / 'results.jsonl')],
+    "The map's results.jsonl files: REM on D_f alone, the advice, the packaged summary.")
+_END_TO_END = flags.DEFINE_bool('end_to_end', False, 'Unlearn D_f and the recorded suspects.')
+_END_TO_END_METHODS = flags.DEFINE_list(
+    'end_to_end_methods', ['rem', ADVISED], f'With --end_to_end: methods, or {ADVISED!r}.')
+_WRITE_SUMMARY = flags.DEFINE_bool('write_summary', False, 'Also write the packaged map summary '
+                                   f'({advice.PACKAGED.name}) from --map_results.')
 
 
 def main(argv):
   del argv
   workdir = pathlib.Path(_WORKDIR.value)
   results = store.ResultStore(workdir / store.RESULTS_FILE)
-  if not _REPORT.value:
+  end_to_end_results = store.ResultStore(workdir / END_TO_END_FILE)
+  map_records = [r for path in _MAP_RESULTS.value
+                 for r in store.ResultStore(pathlib.Path(path)).read()]
+  unknown = sorted(set(_END_TO_END_METHODS.value) - set(methods.METHODS) - {ADVISED})
+  if unknown:
+    sys.exit(f'diagnose_map.py: error: --end_to_end_methods: {unknown} unknown; allowed: '
+             f'{sorted(methods.METHODS)} and {ADVISED!r}.')
+  if _END_TO_END.value and not _REPORT.value:
+    rows = results.read()
+    summary = map_summary(rows, map_records)
+    run_end_to_end(rows, end_to_end_results, _END_TO_END_METHODS.value,
+                   set(map(int, _SEEDS.value)), summary, pathlib.Path(_ORIGINALS.value),
+                   sharding.make_mesh())
+  elif not _REPORT.value:
     mesh = sharding.make_mesh()
     done = results.finished_cells()
     for task in _TASKS.value:
@@ -226,8 +407,8 @@ def main(argv):
   rows = results.read()
   if not rows:
     sys.exit(f'diagnose_map.py: error: no records in {workdir / store.RESULTS_FILE}.')
-  write_report(rows, pathlib.Path(_OUTPUT.value), [pathlib.Path(p) for p in _MAP_RESULTS.value],
-               advice.PACKAGED)
+  write_report(rows, end_to_end_results.read(), map_records, pathlib.Path(_OUTPUT.value),
+               advice.PACKAGED if _WRITE_SUMMARY.value else None)
 
 
 if __name__ == '__main__':

@@ -124,6 +124,21 @@ def test_record_round_trip_is_identical(task, tmp_path):
   np.testing.assert_array_equal(loaded.corrupt_labels(LABELS), record.corrupt_labels(LABELS))
 
 
+def test_with_forget_ids_replaces_one_rate_only():
+  record = _corrupt('poison_trigger', rates=(0.2, 0.5))
+  found = record.forget_ids_at(0.5).copy()
+  extra = np.setdiff1d(np.arange(10), found)[[1, 0, 0]].astype(np.int64)
+  union = np.concatenate([record.forget_ids_at(0.5), extra])
+  changed = record.with_forget_ids(0.5, union)
+  np.testing.assert_array_equal(changed.forget_ids_at(0.5), np.unique(union))
+  assert changed.forget_ids_at(0.5).dtype == np.int32
+  np.testing.assert_array_equal(changed.forget_ids_at(0.2), record.forget_ids_at(0.2))
+  np.testing.assert_array_equal(changed.corrupted_ids, record.corrupted_ids)
+  np.testing.assert_array_equal(record.forget_ids_at(0.5), found)  # The original is untouched.
+  with pytest.raises(ValueError, match='not in this record'):
+    record.with_forget_ids(1.0, union)
+
+
 def test_record_refuses_other_labels_and_unknown_rates(tmp_path):
   record = _corrupt('random_label_swap', rates=(0.5,))
   with pytest.raises(ValueError, match='do not match this corruption record'):

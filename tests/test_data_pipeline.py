@@ -230,3 +230,11 @@ def test_views_reject_forget_ids_outside_the_corrupted_set(mesh, splits):
     pipeline.make_views(splits, record, [record.corrupted_ids[0], clean_id], images)
   with pytest.raises(ValueError, match='duplicated'):
     pipeline.make_views(splits, record, record.corrupted_ids[[0, 0]], images)
+  # A found set widened by a diagnosis's suspects may hold clean examples; D_c stays the record's.
+  widened = pipeline.make_views(splits, record, [record.corrupted_ids[0], clean_id], images,
+                                corrupted_only=False)
+  np.testing.assert_array_equal(widened.forget.ids, sorted([record.corrupted_ids[0], clean_id]))
+  np.testing.assert_array_equal(widened.corrupted.ids, record.corrupted_ids)
+  forget = widened.forget
+  assert forget.triggered[forget.ids == clean_id].tolist() == [False]
+  assert forget.triggered[forget.ids == record.corrupted_ids[0]].tolist() == [True]

@@ -112,6 +112,24 @@ def test_the_quickstart_numbers_are_the_committed_sweeps():
   for when in ('before', 'after'):
     shown = f'Healed {rem[when]["healed"]:.2f}, Utility {rem[when]["utility"]:.2f}'
     assert shown in text, (when, shown)
+  # The timings too: step 2's cell, and each method's range over the rates.
+  seconds = lambda r: f'{r["unlearn"]["wall_time_s"]:.0f}'
+  shown = f'training {rem["train"]["wall_time_s"]:.0f} s, REM {seconds(rem)} s'
+  assert shown in text, shown
+  spans = {}
+  for (method, _), record in by_cell.items():
+    spans.setdefault(method == 'rem', []).append(record['unlearn']['wall_time_s'])
+  span = lambda values: f'{min(values):.0f}–{max(values):.0f} s'
+  shown = f"REM's run takes {span(spans[True])} per rate, the others {span(spans[False])}"
+  assert shown in text, shown
+
+
+def test_the_diagnosis_table_is_the_committed_reports_summary():
+  report = (ROOT / 'benchmarks' / 'results' / 'diagnose_map.md').read_text()
+  summary = report.split('## Summary\n')[1].split('\n## ')[0]
+  rows = [line for line in summary.splitlines() if line.startswith('|')]
+  readme = README.read_text().splitlines()
+  assert rows and all(row in readme for row in rows), rows
 
 
 def test_the_readme_shows_the_test_command_that_ci_runs():

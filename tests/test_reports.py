@@ -1,7 +1,10 @@
 """Reports from hand-made records: known means, SEMs, best-per-cell picks, preconditions."""
 
+import json
 import math
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +180,21 @@ def test_every_committed_sweeps_tables_regenerate_from_its_records(tmp_path, nam
   # Every record's ids file is committed beside it.
   for record in records:
     assert (committed / record['ids_file']).is_file(), record['ids_file']
+
+
+def test_the_committed_diagnosis_report_regenerates_from_its_records(tmp_path):
+  # benchmarks/diagnose_map.py --report, from the diagnosis records and the map's committed
+  # records (REM on D_f alone, the advice), writes the committed table: a map that grew
+  # without the report being rewritten fails here.
+  committed = json.loads((_COMMITTED / 'diagnose_map.json').read_text())
+  workdir = tmp_path / 'workdir'
+  workdir.mkdir()
+  for name, rows in (('results.jsonl', committed['records']),
+                     ('end_to_end.jsonl', committed['end_to_end'])):
+    (workdir / name).write_text(''.join(json.dumps(row) + '\n' for row in rows))
+  root = _COMMITTED.parent.parent
+  subprocess.run([sys.executable, 'benchmarks/diagnose_map.py', '--report',
+                  f'--workdir={workdir}', f'--output={tmp_path / "diagnose_map"}'],
+                 cwd=root, check=True, capture_output=True)
+  assert ((tmp_path / 'diagnose_map.md').read_text()
+          == (_COMMITTED / 'diagnose_map.md').read_text())

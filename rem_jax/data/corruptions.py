@@ -91,6 +91,14 @@ class CorruptionRecord:
                        f'{[p / 100 for p in sorted(self.forget_ids)]}.')
     return self.forget_ids[percent]
 
+  def with_forget_ids(self, rate: float, forget_ids) -> 'CorruptionRecord':
+    """The same record with D_f at `rate` replaced by `forget_ids` (sorted, int32): what a
+    practitioner unlearns after adding a diagnosis's suspects, clean ones too, to the found
+    set (views of it: `pipeline.make_views(..., corrupted_only=False)`)."""
+    self.forget_ids_at(rate)  # The rate must be one of the record's.
+    ids = np.unique(np.asarray(forget_ids)).astype(np.int32)
+    return dataclasses.replace(self, forget_ids={**self.forget_ids, _percent(rate): ids})
+
   def corrupt_labels(self, clean_labels: np.ndarray) -> np.ndarray:
     """The corrupted training labels: `clean_labels` with D_c relabelled.
 

@@ -231,7 +231,7 @@ def put_images(splits: Splits, mesh: Mesh) -> dict[str, jax.Array]:
 
 
 def make_views(splits: Splits, record: corruptions.CorruptionRecord, forget_ids,
-               images: Mapping[str, jax.Array]) -> Views:
+               images: Mapping[str, jax.Array], *, corrupted_only: bool = True) -> Views:
   """Builds every view of a corrupted benchmark for one forget set.
 
   Args:
@@ -239,9 +239,12 @@ def make_views(splits: Splits, record: corruptions.CorruptionRecord, forget_ids,
     record: the corruption (D_c, its labels, whether it carries the trigger).
     forget_ids: D_f, a subset of D_c (e.g. `record.forget_ids_at(rate)`).
     images: `put_images(splits, mesh)`, shared by every call (no copy per forget set).
+    corrupted_only: False lets D_f hold clean examples too: a found set widened by a
+      diagnosis's suspects, as a practitioner would unlearn it.
   """
   train, test = splits.train, splits.test
-  forget_ids = corruptions.check_forget_ids(forget_ids, train.num_examples, record.corrupted_ids)
+  forget_ids = corruptions.check_forget_ids(forget_ids, train.num_examples,
+                                            record.corrupted_ids if corrupted_only else None)
   triggered = np.zeros(train.num_examples, bool)
   triggered[record.corrupted_ids] = record.triggered
   train_view = View(images['train'], train.ids, record.corrupt_labels(train.labels), triggered)

@@ -156,7 +156,8 @@ class Prepared:
   """A corrupted dataset and the original model trained on it: what every method starts from.
 
   `record` holds the forget sets of every prepared discovery rate; `views(rate)` and
-  `task(mesh, seed, rate)` give one cell's views and method input.
+  `task(mesh, seed, rate)` give one cell's views and method input. `corrupted_only=False`: the
+  record's forget sets may hold clean examples (a diagnosis's suspects added to them).
   """
   splits: sources.Splits
   images: dict
@@ -164,10 +165,11 @@ class Prepared:
   recipe: trainer.Recipe
   original: methods.TrainedModel
   train_record: dict
+  corrupted_only: bool = True
 
   def views(self, rate: float) -> pipeline.Views:
     return pipeline.make_views(self.splits, self.record, self.record.forget_ids_at(rate),
-                               self.images)
+                               self.images, corrupted_only=self.corrupted_only)
 
   def task(self, mesh, seed: int, rate: float) -> methods.Task:
     return methods.Task(self.views(rate), self.record, self.record.forget_ids_at(rate), mesh,
