@@ -217,7 +217,8 @@ def end_to_end_markdown(rows, end_to_end_rows, map_records) -> str:
            'H×U (Healed / Utility) of each method at the map\'s defaults from the map\'s '
            'original model; "REM on D_f" is the map\'s own record. The advised method is placed '
            'by the regularity score and the estimated discovery rate, without D_c, in the map\'s '
-           'records as they stand. —: not recorded yet.', '',
+           'records as they stand. REM gains: REM\'s H×U on D_f ∪ suspects minus on D_f '
+           '(positive: adding the suspects beats REM on D_f). —: not recorded yet.', '',
            '| task | rate | seed | suspects (precision) | REM on D_f | REM on D_f ∪ suspects | '
            'REM gains | advised method | advised on D_f ∪ suspects | advised vs REM on D_f |',
            '|---|---|---|---|---|---|---|---|---|---|']
