@@ -144,10 +144,9 @@ def map_summary(rows, map_records) -> dict:
 def advised_method(diagnosis: dict, summary: dict) -> str:
   """What the diagnosis `diagnosis` advises: its task placed by its regularity score and its
   estimated discovery rate, the best method of that cell of `summary`."""
-  task = regularity.nearest_task(diagnosis['regularity']['score'],
-                                 summary['regularity_scores'])
-  rate = diagnosis['threshold']['estimated_discovery_rate']
-  return advice.advise(summary, task, rate)['best']['method']
+  _, advised = advice.place(summary, diagnosis['regularity']['score'],
+                            diagnosis['threshold']['estimated_discovery_rate'])
+  return advised['best']['method']
 
 
 def end_to_end_key(task: str, seed: int, rate: float, method: str) -> str:

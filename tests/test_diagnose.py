@@ -126,6 +126,10 @@ def test_advice_reads_the_cell_at_the_nearest_rate_and_names_the_runner_up():
       'method': 'rem', 'healed_x_utility': 0.6, 'sem': 0.02, 'seeds': 3}
   with pytest.raises(ValueError, match="no etd-base cells of task 'poison_trigger'"):
     advice.advise(summary, 'poison_trigger', 0.5, base='etd')
+  # Placing: the task whose reference score is nearest, then its cell.
+  task, placed = advice.place(summary, SCORES['random_label_swap'] + 0.01, 0.9)
+  assert task == 'random_label_swap' and placed['row'] == 'low'
+  assert placed['discovery_rate'] == 1.0 and placed['best']['method'] == 'rem'
 
 
 def test_a_summary_of_sweep_records_keeps_defaults_that_finished():

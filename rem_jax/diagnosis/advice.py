@@ -100,6 +100,13 @@ def advise(summary: dict, task: str, discovery_rate: float, base: str = 'plain')
           'cell': [pick(c) for c in ranked]}
 
 
+def place(summary: dict, score: float, discovery_rate: float, base: str = 'plain'
+          ) -> tuple[str, dict]:
+  """The benchmark task whose regularity score is nearest `score`, and `advise` in its cell."""
+  task = regularity.nearest_task(score, summary['regularity_scores'])
+  return task, advise(summary, task, discovery_rate, base)
+
+
 def check_covers(summary: dict, base: str) -> None:
   """The summary can place any task and advise on `base`: every benchmark task has a measured
   regularity score and cells on that base (a ValueError says what is missing)."""

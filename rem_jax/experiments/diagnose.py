@@ -262,8 +262,8 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
     task, advised, references = None, None, None
   else:
     references = map_summary['regularity_scores']
-    task = regularity.nearest_task(regularity_score['score'], references)
-    advised = advice.advise(map_summary, task, cut['estimated_discovery_rate'], base)
+    task, advised = advice.place(map_summary, regularity_score['score'],
+                                 cut['estimated_discovery_rate'], base)
   summary = {
       'num_train': int(num_examples), 'num_found': int(len(forget_ids)),
       'folds': settings.folds, 'probe_steps': settings.recipe.steps,
