@@ -327,7 +327,14 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
         f'{_mean(group, lambda r: r["suspects"]["recall"])} |')
   lines += ['', '## Cost', '', f'Diagnosis wall time over the original training run: '
             f'{_mean(rows, lambda r: r["cost_over_training"])} (probes of '
-            f'{rows[0]["probe_steps"]} steps, 2 folds).']
+            f'{rows[0]["probe_steps"]} steps, 2 folds). Per record (a run that shared the 2 '
+            'cores with another job took longer):', '',
+            '| task | rate | seed | diagnosis s | training s | ratio |',
+            '|---|---|---|---|---|---|']
+  for (task, rate), group in ordered:
+    for r in sorted(group, key=lambda r: r['seed']):
+      lines.append(f'| {task} | {rate} | {r["seed"]} | {r["wall_time_s"]:.0f} | '
+                   f'{r["training_wall_time_s"]:.0f} | {r["cost_over_training"]:.2f} |')
   if end_to_end_rows:
     lines += ['', end_to_end_markdown(rows, end_to_end_rows, map_records)]
   return '\n'.join(lines).rstrip('\n') + '\n'
