@@ -15,8 +15,9 @@ import os
 import pathlib
 
 _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'
-os.environ.setdefault(
-    'XLA_FLAGS', '--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=2')
+if not os.environ.get('XLA_FLAGS', '').strip():  # Unset or blank (some shells export it empty).
+  os.environ['XLA_FLAGS'] = ('--xla_force_host_platform_device_count=8 '
+                             '--xla_backend_optimization_level=2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE_DIR))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
