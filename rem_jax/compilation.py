@@ -10,6 +10,7 @@ compile, but the lowering still happens. `CompileCounter` counts lowerings throu
     assert compiles.count == 0
 """
 
+import collections
 import threading
 
 from jax import monitoring
@@ -21,18 +22,23 @@ _registered = False
 
 
 def _on_event(name: str, seconds: float, **kwargs) -> None:
-  del seconds, kwargs
+  del seconds
   if name == _LOWERING_EVENT:
     with _lock:
       for counter in _active:
         counter.count += 1
+        counter.names[kwargs.get('fun_name', '')] += 1
 
 
 class CompileCounter:
-  """A context manager counting the XLA lowerings (jit cache misses) while it is open."""
+  """A context manager counting the XLA lowerings (jit cache misses) while it is open.
+
+  `count` is the total; `names` counts them per function, e.g. `{'jit(repair_step)': 1}`.
+  """
 
   def __init__(self):
     self.count = 0
+    self.names = collections.Counter()
 
   def __enter__(self) -> 'CompileCounter':
     global _registered

@@ -36,8 +36,8 @@ from tests import cli
     (['--config.seed=-1'], 'seed=-1 is not allowed; allowed: int ≥ 0'),
     (['--config.p_mem=1.5'], 'p_mem=1.5 is not allowed; allowed: (0, 1]'),
     (['--config.eval_batch_size=0'], 'eval_batch_size=0 is not allowed; allowed: int ≥ 1'),
-    (['--config.eval_batch_size=12'], 'eval_batch_size=12 must be a positive multiple of the '
-                                      "number of devices on the 'data' axis (8)"),
+    (['--config.eval_batch_size=10'], 'eval_batch_size=10 must be a positive multiple of the '
+                                      "number of devices on the 'data' axis (4)"),
     (['--config.model.width_multiplier=0'], 'model.width_multiplier=0.0 is not allowed'),
     (['--config.methods.rem.p_mem=0.3'], "--config.methods.rem.p_mem: section methods.rem has "
                                          "no field 'p_mem'"),

@@ -219,7 +219,7 @@ class TwoParameters(nn.Module):
 
 
 def test_potion_importances_match_a_hand_computed_two_parameter_example():
-  # ||logits|| = |a x + b|: d/da = sign(a x + b) x, d/db = sign(a x + b). Batches of 8 (one per
+  # ||logits|| = |a x + b|: d/da = sign(a x + b) x, d/db = sign(a x + b). Batches of 8 (two per
   # device): batch 1 has x = 1 (4x) and 2 (4x); batch 2 has x = 0 and -1 (3x each) and 2 pads.
   #   batch 1: a x + b = 1, 3 (> 0): d/da = mean(1, 2) = 1.5, d/db = 1
   #   batch 2: a x + b = -1, -3 (< 0): d/da = mean(0, 1) = 0.5, d/db = -1 -> |.| = 1

@@ -92,7 +92,7 @@ def test_latest_step_and_max_to_keep(tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
 
 
-def test_one_device_save_restores_replicated_onto_the_8_device_mesh(tmp_path):
+def test_one_device_save_restores_replicated_onto_the_whole_mesh(tmp_path):
   state = _state()
   with checkpoints.Checkpointer(tmp_path) as ckpt:
     ckpt.save(7, state, _META)
@@ -103,7 +103,7 @@ def test_one_device_save_restores_replicated_onto_the_8_device_mesh(tmp_path):
     restored, _ = ckpt.restore(target)
   _assert_bits_equal(restored, state)
   for leaf in jax.tree.leaves(restored):
-    assert leaf.sharding == replicated and len(leaf.sharding.device_set) == 8
+    assert leaf.sharding == replicated and len(leaf.sharding.device_set) == jax.device_count() > 1
     assert leaf.is_fully_replicated
 
 

@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec
 from rem_jax import sharding
 from rem_jax.data import corruptions, pipeline, sources
 
-MESH_DEVICES = 8  # tests/conftest.py: 8 fake CPU devices.
+MESH_DEVICES = 4  # tests/conftest.py: 4 fake CPU devices.
 
 
 @pytest.fixture(scope='module')
@@ -163,7 +163,7 @@ def test_batches_are_sharded_over_the_data_axis(mesh, splits):
   assert epoch.ids.sharding.spec == PartitionSpec(None, sharding.DATA_AXIS)
   np.testing.assert_array_equal(epoch.ids[0], batches[0].ids)
   with pytest.raises(ValueError, match='multiple of the number of devices'):
-    view.batch(np.arange(12), mesh)
+    view.batch(np.arange(10), mesh)
   with pytest.raises(ValueError, match='batch_size=0'):
     pipeline.epoch_batches(10, 0, jax.random.key(0))
   with pytest.raises(ValueError, match='num_examples=0'):

@@ -135,7 +135,7 @@ def test_distributed_arguments_are_checked_before_jax_sees_them():
 def test_running_on_the_cpu_says_how_to_install_the_cuda_plugin():
   assert jax.default_backend() == 'cpu'
   message = distributed.no_accelerator_message()
-  assert message.startswith('No GPU or TPU found: running on the CPU (8 devices)')
+  assert message.startswith('No GPU or TPU found: running on the CPU (4 devices)')
   assert 'pip install -U "jax[cuda13]"' in message and '\n' not in message
   jax.config.update('jax_platforms', 'cpu')  # The user asked for the CPU: nothing to say.
   try:
@@ -147,7 +147,7 @@ def test_running_on_the_cpu_says_how_to_install_the_cuda_plugin():
 @pytest.mark.parametrize('config, fields', [
     (quickstart.get_config(), '--config.train.batch_size, --config.eval_batch_size, '
                               '--config.methods.rem.eval_batch_size (each a multiple of the '
-                              'device count, 8)'),
+                              'device count, 4)'),
     (unlearn.get_config(), '--config.batch_size, --config.eval_batch_size, '
                            '--config.methods.rem.eval_batch_size ('),
     (mini_cifar10.get_config(), '--config.cell.train.batch_size, --config.cell.eval_batch_size, '

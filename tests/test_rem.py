@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import expansion, losses, masks, optim, trainer
+from rem_jax import compilation, expansion, losses, masks, optim, trainer
 from rem_jax.data import pipeline
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import rem as rem_module
@@ -157,6 +157,18 @@ def test_two_discovery_rates_share_one_compiled_repair_step(poisoned, rem_result
   assert [step._cache_size() for step in steps] == compiled
 
 
+def test_a_run_compiles_each_step_once(poisoned, fresh_rem_traces):
+  # Every step's inputs keep one type from the first call on (a mask seed placed off the mesh
+  # once made the first flush step's state differ from its output's: two compiles a run).
+  del fresh_rem_traces
+  with compilation.CompileCounter() as compiles:
+    # Flush from the start state and from a flush's output; repair from a flush's output and
+    # (iteration 2 needs no flush) from a repair's.
+    _rem(poisoned, epochs=2)
+  steps = ('jit(flush_step)', 'jit(repair_step)', 'jit(batch_moments_step)')
+  assert [compiles.names[step] for step in steps] == [1, 1, 1], compiles.names
+
+
 def test_best_iteration_keeps_the_best_variables():
   best = common.BestIteration()
   for iteration, score in [(1, 0.3), (2, 0.7), (3, 0.7), (4, 0.5)]:
@@ -227,7 +239,8 @@ def _one_repair_step(poisoned, setup, ids):
   variables = expansion.expand(poisoned.variables, setup.model, jax.random.key(5),
                                image_shape=(16, 16, 3))
   state = rem_module.with_mask_seed(
-      trainer.create_train_state(variables, setup.optimizer, jax.random.key(0)), 0)
+      trainer.create_train_state(variables, setup.optimizer, jax.random.key(0)), 0,
+      poisoned.mesh)
   in_forget = common.membership(1024, task.forget_ids)
   batch = task.views.train.batch(np.searchsorted(task.views.train.ids, ids), poisoned.mesh)
   return variables, state, batch, in_forget

@@ -1,4 +1,4 @@
-"""The data-parallel mesh: a jitted step over 8 (fake CPU) devices equals one device; host data
+"""The data-parallel mesh: a jitted step over 4 (fake CPU) devices equals one device; host data
 becomes global arrays, each device fed its own shard (tests/test_distributed.py: 2 processes)."""
 
 import jax
@@ -10,11 +10,13 @@ from rem_jax import compilation, sharding
 from rem_jax.models import init_variables
 from tests import tiny
 
+DEVICES = 4  # tests/conftest.py's XLA_FLAGS.
+
 
 def test_mesh_spans_all_devices_on_a_data_axis():
   mesh = sharding.make_mesh()
   assert mesh.axis_names == ('data',)
-  assert sharding.data_parallel_size(mesh) == len(jax.devices()) == 8  # conftest's XLA_FLAGS
+  assert sharding.data_parallel_size(mesh) == len(jax.devices()) == DEVICES
 
 
 def test_sharded_forward_equals_single_device_forward():
@@ -25,7 +27,8 @@ def test_sharded_forward_equals_single_device_forward():
   mask = jax.random.bernoulli(jax.random.key(1), 0.2, (16, model.mask_size))
   batch = sharding.shard_batch((x, mask), mesh)
   assert batch[0].sharding.spec == sharding.batch_sharding(mesh).spec
-  assert len(batch[0].addressable_shards) == 8 and batch[0].addressable_shards[0].data.shape[0] == 2
+  assert len(batch[0].addressable_shards) == DEVICES
+  assert batch[0].addressable_shards[0].data.shape[0] == 16 // DEVICES
   replicated = sharding.replicate(variables, mesh)
   forward = jax.jit(lambda v, x, m: model.apply(v, x, m),
                     out_shardings=sharding.batch_sharding(mesh))
@@ -35,9 +38,9 @@ def test_sharded_forward_equals_single_device_forward():
 
 def test_batch_size_must_divide_over_the_data_axis():
   mesh = sharding.make_mesh()
-  with pytest.raises(ValueError, match=r"batch_size=12 must be a positive multiple of the "
-                     r"number of devices on the 'data' axis \(8\)"):
-    sharding.check_batch_size(12, mesh)
+  with pytest.raises(ValueError, match=r"batch_size=10 must be a positive multiple of the "
+                     r"number of devices on the 'data' axis \(4\)"):
+    sharding.check_batch_size(10, mesh)
   with pytest.raises(ValueError, match='leading'):
     sharding.shard_batch(jnp.zeros((6, 2)), mesh)
 
@@ -58,9 +61,9 @@ def test_host_data_becomes_a_global_array_each_device_holding_its_rows():
     array = batch[name]
     assert array.dtype == host.dtype and array.shape == host.shape
     assert array.sharding.is_equivalent_to(sharding.batch_sharding(mesh), host.ndim)
-    # Device i holds rows 2i and 2i + 1, and only those: each device is fed its own shard.
+    # Device i holds rows 4i to 4i + 3, and only those: each device is fed its own shard.
     for shard in array.addressable_shards:
-      assert shard.data.shape[0] == 2
+      assert shard.data.shape[0] == 16 // DEVICES
       np.testing.assert_array_equal(np.asarray(shard.data), host[shard.index])
     np.testing.assert_array_equal(sharding.to_host(array), host)
   # Host data is sliced on the host: placing a batch of a new size compiles nothing.
@@ -79,7 +82,7 @@ def test_replicate_copies_host_values_device_arrays_and_prng_keys_to_every_devic
           'key': jax.random.key(7), 'scalar': np.int32(3)}
   placed = sharding.replicate(tree, mesh)
   for name, leaf in placed.items():
-    assert leaf.sharding.is_fully_replicated and len(leaf.addressable_shards) == 8, name
+    assert leaf.sharding.is_fully_replicated and len(leaf.addressable_shards) == DEVICES, name
   np.testing.assert_array_equal(placed['host'], tree['host'])
   assert jax.random.key_data(placed['key']).tolist() == jax.random.key_data(tree['key']).tolist()
   assert sharding.replicate(placed, mesh)['device'] is placed['device']  # Already in place.
@@ -96,6 +99,6 @@ def test_a_view_batch_is_split_along_its_last_axis():
   batch = view.batch(positions, mesh)
   assert batch.ids.sharding.spec == jax.sharding.PartitionSpec(None, 'data')
   for shard in batch.ids.addressable_shards:
-    assert shard.data.shape == (2, 2)
+    assert shard.data.shape == (2, 16 // DEVICES)
     np.testing.assert_array_equal(np.asarray(shard.data), view.ids[positions][shard.index])
   np.testing.assert_array_equal(sharding.to_host(batch.weights), np.ones((2, 16)))

@@ -49,31 +49,32 @@ def _train(model, variables, dataset, mesh, *, epochs=1, mask_config=None, lr=0.
   return state, totals
 
 
-def test_eight_devices_match_one_device_and_the_batch_is_sharded(shapes_data):
+def test_every_device_matches_one_device_and_the_batch_is_sharded(shapes_data):
   model = tiny.tiny_resnet(capacity=0.5, expansion=0.0)
   variables = init_variables(model, jax.random.key(0), SHAPE)
-  mesh8 = sharding.make_mesh()
+  mesh_all = sharding.make_mesh()
   mesh1 = sharding.make_mesh(jax.devices()[:1])
-  state8, totals8 = _train(model, variables, shapes_data, mesh8)
+  state_all, totals_all = _train(model, variables, shapes_data, mesh_all)
   state1, totals1 = _train(model, variables, shapes_data, mesh1)
-  assert int(state8['step']) == int(state1['step']) == 96 // BATCH
-  chex.assert_trees_all_close(state8['params'], state1['params'], atol=2e-5, rtol=1e-4)
-  chex.assert_trees_all_close(state8['batch_stats'], state1['batch_stats'], atol=2e-5,
+  assert int(state_all['step']) == int(state1['step']) == 96 // BATCH
+  chex.assert_trees_all_close(state_all['params'], state1['params'], atol=2e-5, rtol=1e-4)
+  chex.assert_trees_all_close(state_all['batch_stats'], state1['batch_stats'], atol=2e-5,
                               rtol=1e-4)
-  np.testing.assert_allclose(totals8['loss'], totals1['loss'], rtol=1e-4)
-  assert float(totals8['count']) == 96
-  # The compiled step really takes its batch split 8 ways and its state replicated.
-  images, view = _view(shapes_data, mesh8)
-  batch = next(view.training_epoch(BATCH, jax.random.key(0), mesh8))
-  assert len(batch.ids.addressable_shards) == 8
-  assert {s.data.shape for s in batch.ids.addressable_shards} == {(BATCH // 8,)}
+  np.testing.assert_allclose(totals_all['loss'], totals1['loss'], rtol=1e-4)
+  assert float(totals_all['count']) == 96
+  # The compiled step really takes its batch split over every device, its state replicated.
+  images, view = _view(shapes_data, mesh_all)
+  batch = next(view.training_epoch(BATCH, jax.random.key(0), mesh_all))
+  devices = jax.device_count()  # tests/conftest.py: 4.
+  assert devices > 1 and len(batch.ids.addressable_shards) == devices
+  assert {s.data.shape for s in batch.ids.addressable_shards} == {(BATCH // devices,)}
   optimizer = optim.OptimizerSettings('sgd', 0.05)
   state = sharding.replicate(
-      trainer.create_train_state(variables, optimizer, jax.random.key(1)), mesh8)
-  compiled = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh8).lower(
+      trainer.create_train_state(variables, optimizer, jax.random.key(1)), mesh_all)
+  compiled = trainer.jit_train_step(trainer.TrainStepConfig(model, optimizer), mesh_all).lower(
       state, images, batch).compile()
   batch_sharding = compiled.input_shardings[0][2].ids
-  assert batch_sharding.spec == sharding.batch_sharding(mesh8).spec
+  assert batch_sharding.spec == sharding.batch_sharding(mesh_all).spec
   assert compiled.input_shardings[0][0]['params']['head']['kernel'].is_fully_replicated
 
 

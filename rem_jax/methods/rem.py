@@ -228,12 +228,14 @@ def batch_moments_step(setup: Setup, variables, images, batch, in_shared_all, ma
   return batch_stats.input_moments(setup.model, variables, inputs, batch_masks, batch.weights)
 
 
-def with_mask_seed(state: dict, mask_seed: int) -> dict:
+def with_mask_seed(state: dict, mask_seed: int, mesh) -> dict:
   """The train state carrying the run's mask seed (a device value: no recompile per seed).
 
-  A fresh array of its own: the steps donate the state, so it must not be shared.
+  A fresh array of its own, replicated on `mesh` as the steps' outputs are: the steps donate
+  the state, so it must not be shared, and a seed placed anywhere else (an uncommitted array)
+  makes the first step's input type differ from every later one's, so each step compiled twice.
   """
-  return {**state, 'mask_seed': jnp.asarray(int(mask_seed), jnp.int32)}
+  return {**state, 'mask_seed': sharding.replicate(jnp.asarray(int(mask_seed), jnp.int32), mesh)}
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
@@ -407,7 +409,7 @@ def rem(original: base.TrainedModel, task: base.Task, config,
   state = with_mask_seed(common.start_state(variables, setup.optimizer,
                                             seeds.key(task.seed, seeds.Stream.AUGMENTATION),
                                             mesh, settings.epochs * steps_per_epoch),
-                         mask_config.mask_seed)
+                         mask_config.mask_seed, mesh)
   flush = lambda state, images, batch: flush_step(setup, state, images, batch, reference)
   repair = lambda state, images, batch: repair_step(setup, state, images, batch, reference,
                                                     in_forget, in_shared)
