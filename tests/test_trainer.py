@@ -110,6 +110,6 @@ def test_bad_recipes(fields, message):
 
 def test_batch_size_must_split_over_the_devices(setup):
   mesh, view, model, variables = setup
-  with pytest.raises(ValueError, match=r'train.batch_size=12 must be a positive multiple'):
-    trainer.train(model, variables, view, dataclasses.replace(RECIPE, batch_size=12),
+  with pytest.raises(ValueError, match=r'train.batch_size=10 must be a positive multiple'):
+    trainer.train(model, variables, view, dataclasses.replace(RECIPE, batch_size=10),
                   mesh=mesh, seed=0)
