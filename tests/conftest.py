@@ -1,5 +1,5 @@
 """Test-wide setup: a persistent XLA compilation cache, 4 fake CPU devices, LLVM at -O2, one
-compute thread per process, and the longest test files scheduled first.
+compute thread per process, and the heaviest test files scheduled first.
 
 The cache lives in `.jax_cache/` at the repository root (git-ignored), so a second local run
 skips most compilation. 4 host devices let the sharded code paths run as they would on 4 GPUs
@@ -9,11 +9,12 @@ compiler), and XLA's CPU backend at LLVM -O3 (its default) spends seconds on pro
 random numbers: a tiny ResNet-9's `init` took 4.4 s at -O3 and 0.9 s at -O2, while train steps
 compiled and ran alike. -O2 took the whole suite from 11 min 31 s to 9 min 10 s. (-O0 is no
 option: REM's loss went NaN under it.)
-The suite runs two pytest-xdist workers on two cores, so each computes on one thread
-(`--xla_cpu_multi_thread_eigen=false`), and on 4 fake devices rather than 8 (each device adds
-per-step launches and cross-device sums): two processes running REM's behaviour tests side by
-side took 190 s with 8 devices and multithreaded Eigen, 172 s single-threaded, 162 s with 4
-devices and 143 s with both (2026-12-01, 2 cores). Users' runs keep XLA's defaults.
+The suite runs two pytest-xdist workers on two cores, so each gets one compute thread
+(`--xla_cpu_multi_thread_eigen=false`, `intra_op_parallelism_threads=1`), and 4 fake devices
+rather than 8 (each device adds per-step launches and cross-device sums): two processes running
+REM's behaviour tests side by side took 190 s with 8 devices and multithreaded Eigen, 172 s
+single-threaded, 162 s with 4 devices and 143 s with both (2026-12-01, 2 cores).
+Users' runs keep XLA's defaults.
 The flags must be set before JAX initialises its backends, hence here at import time, and as
 environment variables so that the CLI subprocesses the tests start inherit them.
 """
@@ -26,7 +27,7 @@ _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'
 if not os.environ.get('XLA_FLAGS', '').strip():  # Unset or blank (some shells export it empty).
   os.environ['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={DEVICES} '
                              '--xla_backend_optimization_level=2 '
-                             '--xla_cpu_multi_thread_eigen=false')
+                             '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE_DIR))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
