@@ -48,16 +48,14 @@ def poisoned(tmp_path_factory):
   return poisoned_module.shared_poisoned(tmp_path_factory.getbasetemp().parent)
 
 
-# Seconds per file, measured (2026-12-01, 2 cores, 8 devices): 255, 230, 130, 85, 80, 75, 50,
-# 45, 40 and (the notebooks) 80; every other file took under 30 s. `--dist loadfile` hands whole
-# files to the workers in collection order (pyproject.toml turns off xdist's own reordering,
-# which sorts by test count), so the longest go first and the short ones fill in at the end: a
-# long file started last leaves the other core idle (it did, for 100 s). The notebooks come
-# after test_launch.py has run the same tiny cell: their kernel then reads its compiled
-# programs from the persistent cache instead of compiling them again beside it.
+# Seconds per file, measured (2026-12-01, 2 cores): 255, 230, 130, 85, 80, 80, 75, 50, 45, 40;
+# every other file took under 30 s. `--dist loadfile` hands whole files to the workers in
+# collection order (pyproject.toml turns off xdist's own reordering, which sorts by test count),
+# so the longest go first and the short ones fill in at the end: a long file started last
+# leaves the other core idle (it did, for 100 s).
 _LONGEST_FIRST = ('test_rem.py', 'test_baselines.py', 'test_rem_drop_mode.py', 'test_sweep.py',
-                  'test_launch.py', 'test_gpu_check.py', 'test_diagnose.py',
-                  'test_practitioner.py', 'test_distributed.py', 'test_notebooks.py')
+                  'test_launch.py', 'test_notebooks.py', 'test_gpu_check.py', 'test_diagnose.py',
+                  'test_practitioner.py', 'test_distributed.py')
 
 
 def pytest_collection_modifyitems(items):
