@@ -10,9 +10,10 @@ random numbers: a tiny ResNet-9's `init` took 4.4 s at -O3 and 0.9 s at -O2, whi
 compiled and ran alike. -O2 took the whole suite from 11 min 31 s to 9 min 10 s. (-O0 is no
 option: REM's loss went NaN under it.)
 The suite runs two pytest-xdist workers on two cores, so each gets one compute thread
-(`--xla_cpu_multi_thread_eigen=false`; `intra_op_parallelism_threads=1` is no XLA flag, yet the
-suite without that token failed 4 tests and ran 50 s slower on 2026-12-01: it may stop XLA
-parsing the flags after it, rem_jax's own included; to be settled), and 4 fake devices
+(`--xla_cpu_multi_thread_eigen=false`; `intra_op_parallelism_threads=1` is no XLA flag: XLA
+stops parsing at that bare token, so rem_jax's own flag appended after it is ignored and the
+suite runs with YNNPACK fusions on, unlike users; without the token 4 tests failed on
+2026-12-01, and their margins must be re-derived before it goes), and 4 fake devices
 rather than 8 (each device adds per-step launches and cross-device sums): two processes running
 REM's behaviour tests side by side took 190 s with 8 devices and multithreaded Eigen, 172 s
 single-threaded, 162 s with 4 devices and 143 s with both (2026-12-01, 2 cores).
