@@ -1,4 +1,4 @@
-"""REM's drop mode on θo1: every step equals the expanded model with mask 0, for each variant's steps.
+"""REM's drop mode on θo1: each variant's steps equal the expanded model's with mask 0.
 
 A module of its own so that pytest-xdist (`--dist loadfile`) can run it beside test_rem.py.
 """
