@@ -10,14 +10,12 @@ random numbers: a tiny ResNet-9's `init` took 4.4 s at -O3 and 0.9 s at -O2, whi
 compiled and ran alike. -O2 took the whole suite from 11 min 31 s to 9 min 10 s. (-O0 is no
 option: REM's loss went NaN under it.)
 The suite runs two pytest-xdist workers on two cores, so each gets one compute thread
-(`--xla_cpu_multi_thread_eigen=false`; `intra_op_parallelism_threads=1` is no XLA flag: XLA
-stops parsing at that bare token, so rem_jax's own flag appended after it is ignored and the
-suite runs with YNNPACK fusions on, unlike users; without the token 4 tests failed on
-2026-12-01, and their margins must be re-derived before it goes), and 4 fake devices
-rather than 8 (each device adds per-step launches and cross-device sums): two processes running
-REM's behaviour tests side by side took 190 s with 8 devices and multithreaded Eigen, 172 s
-single-threaded, 162 s with 4 devices and 143 s with both (2026-12-01, 2 cores).
-Users' runs keep XLA's defaults.
+(`--xla_cpu_multi_thread_eigen=false`), and 4 fake devices rather than 8 (each device adds
+per-step launches and cross-device sums): two processes running REM's behaviour tests side by
+side took 190 s with 8 devices and multithreaded Eigen, 172 s single-threaded, 162 s with 4
+devices and 143 s with both (2026-12-01, 2 cores). `import rem_jax` below then appends its own
+flag (rem_jax/xla_flags.py), so the tests run the library's XLA settings, as users do.
+Users' runs keep XLA's defaults for these three.
 The flags must be set before JAX initialises its backends, hence here at import time, and as
 environment variables so that the CLI subprocesses the tests start inherit them.
 """
@@ -30,7 +28,7 @@ _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'
 if not os.environ.get('XLA_FLAGS', '').strip():  # Unset or blank (some shells export it empty).
   os.environ['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={DEVICES} '
                              '--xla_backend_optimization_level=2 '
-                             '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
+                             '--xla_cpu_multi_thread_eigen=false')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(_CACHE_DIR))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
@@ -51,14 +49,16 @@ def poisoned(tmp_path_factory):
   return poisoned_module.shared_poisoned(tmp_path_factory.getbasetemp().parent)
 
 
-# Seconds per file, measured (2026-12-01, 2 cores): 255, 230, 130, 85, 80, 80, 75, 50, 45, 40;
-# every other file took under 30 s. `--dist loadfile` hands whole files to the workers in
-# collection order (pyproject.toml turns off xdist's own reordering, which sorts by test count),
-# so the longest go first and the short ones fill in at the end: a long file started last
-# leaves the other core idle (it did, for 100 s).
+# Seconds per file, measured (2026-12-01, 2 cores): 255, 230, 130, 85, 80, 75, 50, 45, 40 and
+# (the notebooks) 80; every other file took under 30 s. `--dist loadfile` hands whole files to
+# the workers in collection order (pyproject.toml turns off xdist's own reordering, which sorts
+# by test count), so the longest go first and the short ones fill in at the end: a long file
+# started last leaves the other core idle (it did, for 100 s). The notebooks come after
+# test_launch.py has run the same tiny cell: their kernel then reads its compiled programs from
+# the persistent cache (the quickstart notebook took 62 s cold and 32 s after it).
 _LONGEST_FIRST = ('test_rem.py', 'test_baselines.py', 'test_rem_drop_mode.py', 'test_sweep.py',
-                  'test_launch.py', 'test_notebooks.py', 'test_gpu_check.py', 'test_diagnose.py',
-                  'test_practitioner.py', 'test_distributed.py')
+                  'test_launch.py', 'test_gpu_check.py', 'test_diagnose.py',
+                  'test_practitioner.py', 'test_distributed.py', 'test_notebooks.py')
 
 
 def pytest_collection_modifyitems(items):

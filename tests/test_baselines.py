@@ -258,27 +258,48 @@ def test_potion_selection_level():
   np.testing.assert_allclose(potion.selection_level(0.0), 100.0)
 
 
-# A stricter stop than the default 0.2, so that the tiny task needs several tries: the first
-# dampening (1.4 % of the parameters) already brings Acc(D_f) to about 0.19.
-POTION_GAMMA = 0.05
-
-
 @pytest.fixture(scope='module')
 def potion_result(poisoned):
-  return _run(poisoned, 'potion', eval_batch_size=256, gamma=POTION_GAMMA)
+  return _run(poisoned, 'potion', eval_batch_size=256)
 
 
-def test_potion_retries_with_a_growing_fraction_until_forgotten(poisoned, potion_result):
-  tries = potion_result.record['tries']
-  assert len(tries) > 1  # The tiny task needs retries: the loop is exercised.
+class ScriptedAccuracy:
+  """Stands in for `common.Accuracy`: Acc(D_f) follows a script, one value per call.
+
+  How many tries the trained fixture needs depends on float rounding (its first dampening left
+  1 of the 32 found images correct with one set of XLA flags and 28 with another), so the
+  retry loop is tested on a script; the dampening itself runs on the real model.
+  """
+
+  def __init__(self, values):
+    self.values = list(values)
+
+  def __call__(self, model, mesh, batch_size):
+    del model, mesh, batch_size
+    return lambda variables, view: self.values.pop(0)
+
+
+def test_potion_retries_with_a_growing_fraction_until_forgotten(poisoned, monkeypatch):
+  # The original's Acc(D_f), then one value per try: the fourth is the first <= gamma 0.2.
+  monkeypatch.setattr(common, 'Accuracy', ScriptedAccuracy([1.0, 0.6, 0.5, 0.3, 0.2, 0.0]))
+  result = _run(poisoned, 'potion')
+  tries = result.record['tries']
+  assert [entry['forget_accuracy'] for entry in tries] == [0.6, 0.5, 0.3, 0.2]
+  assert result.record['converged'] and result.record['original_forget_accuracy'] == 1.0
   np.testing.assert_allclose(tries[0]['fraction'], 32 / 1024)
   for previous, current in zip(tries, tries[1:]):
     np.testing.assert_allclose(current['fraction'], 1.1 * previous['fraction'])
     assert current['selected'] >= previous['selected']
-  assert all(entry['forget_accuracy'] > POTION_GAMMA for entry in tries[:-1])
-  assert potion_result.record['converged'] == (tries[-1]['forget_accuracy'] <= POTION_GAMMA)
-  assert potion_result.record['converged'] or len(tries) == 50
-  assert potion_result.record['steps'] == 0
+  assert tries[-1]['selected'] > tries[0]['selected']  # A growing fraction dampens more.
+  for entry in tries:
+    np.testing.assert_allclose(entry['level'], potion.selection_level(entry['fraction']))
+  assert result.record['steps'] == 0
+
+
+def test_potion_flags_a_run_that_never_converged(poisoned, monkeypatch):
+  monkeypatch.setattr(common, 'Accuracy', ScriptedAccuracy([1.0] + [0.5] * 3))
+  result = _run(poisoned, 'potion', max_tries=3)
+  assert len(result.record['tries']) == 3 and result.record['converged'] is False
 
 
 def test_potion_changes_only_selected_parameters_by_the_dampening_factor(poisoned,
@@ -309,13 +330,6 @@ def _at(tree, path):
   for key in path:
     tree = tree[key.key]
   return tree
-
-
-def test_potion_flags_a_run_that_never_converged(poisoned, potion_result):
-  first = potion_result.record['tries'][0]
-  assert first['forget_accuracy'] > POTION_GAMMA  # As the retry test shows.
-  result = _run(poisoned, 'potion', max_tries=1, eval_batch_size=256, gamma=POTION_GAMMA)
-  assert len(result.record['tries']) == 1 and result.record['converged'] is False
 
 
 # ---- No UL, ETD, other architectures ------------------------------------------------------------

@@ -54,14 +54,18 @@ def test_every_device_matches_one_device_and_the_batch_is_sharded(shapes_data):
   variables = init_variables(model, jax.random.key(0), SHAPE)
   mesh_all = sharding.make_mesh()
   mesh1 = sharding.make_mesh(jax.devices()[:1])
+  # Two steps: the second reads the state the first wrote. Only the order of the sums differs,
+  # about 4e-7 after two steps (2026-12-01). Later steps are no tighter test: by the third, a
+  # unit whose input sits near 0 can fall on the other side of a ReLU in one program, and the
+  # weights then differ by 1e-4 (measured) although both programs are right.
+  state_all, totals_all = _train(model, variables, shapes_data, mesh_all, steps=2)
+  state1, totals1 = _train(model, variables, shapes_data, mesh1, steps=2)
+  chex.assert_trees_all_close(state_all['params'], state1['params'], atol=2e-6, rtol=1e-5)
+  chex.assert_trees_all_close(state_all['batch_stats'], state1['batch_stats'], atol=2e-6,
+                              rtol=1e-5)
+  np.testing.assert_allclose(totals_all['loss'], totals1['loss'], rtol=1e-5)
   state_all, totals_all = _train(model, variables, shapes_data, mesh_all)
-  state1, totals1 = _train(model, variables, shapes_data, mesh1)
-  assert int(state_all['step']) == int(state1['step']) == 96 // BATCH
-  chex.assert_trees_all_close(state_all['params'], state1['params'], atol=2e-5, rtol=1e-4)
-  chex.assert_trees_all_close(state_all['batch_stats'], state1['batch_stats'], atol=2e-5,
-                              rtol=1e-4)
-  np.testing.assert_allclose(totals_all['loss'], totals1['loss'], rtol=1e-4)
-  assert float(totals_all['count']) == 96
+  assert int(state_all['step']) == 96 // BATCH and float(totals_all['count']) == 96
   # The compiled step really takes its batch split over every device, its state replicated.
   images, view = _view(shapes_data, mesh_all)
   batch = next(view.training_epoch(BATCH, jax.random.key(0), mesh_all))

@@ -21,5 +21,10 @@ def test_the_ynn_flag_is_added_on_the_measured_jaxlib_only():
 def test_this_process_runs_with_it():
   # tests/conftest.py sets XLA_FLAGS before rem_jax is imported; the import added the flag.
   from jaxlib import version  # pylint: disable=g-import-not-at-top
+  tokens = os.environ['XLA_FLAGS'].split()
   if version.__version__.startswith('0.10.'):
-    assert OFF in os.environ['XLA_FLAGS'].split()
+    assert OFF in tokens
+  # XLA stops reading XLA_FLAGS at the first token that is no `--flag` and ignores the rest
+  # without a word: such a token before the library's flag would silently undo it (it did, in
+  # this suite, for a day).
+  assert all(token.startswith('--') for token in tokens), tokens
