@@ -111,7 +111,7 @@ def test_a_model_without_batchnorm_gets_nothing():
   variables = init_variables(model, jax.random.key(0), (16, 16, 3))
   assert 'batch_stats' not in variables
   mask, weights = _masks_and_weights(model, 4)
-  moments = batch_stats.input_moments(model, variables, tiny.images(batch=4), mask, weights)
+  moments = _input_moments(model, variables, tiny.images(batch=4), mask, weights)
   assert moments == {}
   assert batch_stats.exact_statistics({}, [moments]) == {}
 
