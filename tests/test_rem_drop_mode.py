@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import expansion, masks, trainer
+from rem_jax import expansion, masks, sharding, trainer
+from rem_jax.data import pipeline
 from rem_jax.methods import common
 from rem_jax.methods import rem as rem_module
 from rem_jax.models import init_variables
@@ -28,6 +29,15 @@ class _ExpandedDropSetup(rem_module.Setup):
         self.model, variables['params'], variables.get('batch_stats', {}), inputs,
         masks.drop_mask(inputs.shape[0], self.model.mask_size), train)
     return logits, (expansion.prune_to(stats, self.base_shapes['batch_stats']) if stats else {})
+
+
+@pytest.fixture(scope='module')
+def on_one_device(poisoned):
+  """The poisoned task on a one-device mesh: two programs' equality needs no sharding (REM's
+  sharded steps run in test_launch.py and test_sweep.py), and one device compiled and ran this
+  file's cases in 109 s against 126 s on four (2026-12-01, 2 cores)."""
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  return dataclasses.replace(poisoned, mesh=mesh, images=pipeline.put_images(poisoned.splits, mesh))
 
 
 def _flush_then_repair(setup, variables, poisoned, forget, in_forget, flush: bool):
@@ -50,14 +60,15 @@ def _flush_then_repair(setup, variables, poisoned, forget, in_forget, flush: boo
   return state, step_losses + [metrics['loss']]
 
 
-# The variants whose steps differ: rem_etd and rem_ideal run REM's own steps (they differ in
-# their base and their membership, D_c, which only the data carry).
+# The variants whose drop passes differ: rem_etd and rem_ideal run REM's own steps (they differ
+# in their base and their membership, D_c, which only the data carry), and rem_no_remove runs
+# REM's drop pass with its removal term zeroed (the pass still feeds θo1's statistics, as in
+# REM's case).
 @pytest.mark.parametrize('variant, model_name', [
-    ('rem', 'resnet9'), ('rem_no_redirect', 'resnet9'), ('rem_no_remove', 'resnet9'),
-    ('rem', 'vit'),
+    ('rem', 'resnet9'), ('rem_no_redirect', 'resnet9'), ('rem', 'vit'),
 ])
 def test_drop_mode_on_the_pruned_base_equals_the_expanded_model_with_mask_0(
-    poisoned, variant, model_name):
+    on_one_device, variant, model_name):
   # Every drop-mode pass (flush, the removal term's live and reference passes) runs θo1 on the
   # base network; the steps must update params, statistics and momentum exactly as the
   # expanded model with a zero mask did: zero gradient into the extra units, weight decay on.
@@ -70,6 +81,7 @@ def test_drop_mode_on_the_pruned_base_equals_the_expanded_model_with_mask_0(
   setup = rem_module.make_setup(variant, resolved, model, 0.5, (16, 16, 3))
   expanded = _ExpandedDropSetup(**{f.name: getattr(setup, f.name)
                                    for f in dataclasses.fields(setup)})
+  poisoned = on_one_device
   forget = poisoned.record.forget_ids_at(RATE)
   in_forget = common.membership(1024, rem_module.removal_ids(variant, forget, poisoned.record))
   # The flush runs the same drop pass as the repair step's removal term (compared in every
@@ -83,10 +95,12 @@ def test_drop_mode_on_the_pruned_base_equals_the_expanded_model_with_mask_0(
   # gradient sums 4,096 terms per weight), plus 1e-6 for the convolution biases that precede a
   # BatchNorm, whose true gradient is 0 (theirs, ~1e-5, is rounding alone). A missing or
   # misrouted term would be O(1).
+  # On the host: eager jnp compiled a program per leaf shape (3 s a case).
+  new, old = jax.device_get((new, old))
   for part in ('params', 'batch_stats', 'opt_state'):
     leaves = jax.tree_util.tree_leaves_with_path(old[part])
     for (path, b), a in zip(leaves, jax.tree.leaves(new[part])):
-      assert float(jnp.abs(a - b).max()) <= 3e-4 * float(jnp.abs(b).max()) + 1e-6, (part, path)
-  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new['params'],
+      assert np.abs(a - b).max() <= 3e-4 * np.abs(b).max() + 1e-6, (part, path)
+  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), new['params'],
                        variables['params'])
   assert max(jax.tree.leaves(moved)) > 1e-3  # The steps did something.
