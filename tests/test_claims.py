@@ -92,3 +92,19 @@ def test_too_few_records_cannot_tell():
   one_seed = _records(PAPER_WORLD, seeds=(0,))
   # One seed has no spread: the SEM is 0 and the gaps decide.
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
+
+
+def test_the_cell_table_shows_each_metrics_mean_over_seeds_for_the_claims_methods():
+  records = _records(PAPER_WORLD)
+  assert records[0]['method'] == 'rem' and records[0]['discovery_rate'] == 0.2
+  records[0]['after']['forget_accuracy'] = 0.25  # One seed's: the other seed lacks it.
+  text = claims.claims_markdown(records).split('## The cells behind the verdicts')[1]
+  rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
+  # REM, poison: Healed (= H×U in these records) 0.8 ± 0.005 over seeds 0 and 1; Acc(D_f) from
+  # the one seed that has it; the metrics no record has, n/a.
+  assert '| rem | poison_trigger (high) | 0.2 | 2 | 80 | 90 | 25 | n/a | n/a |' in rows
+  assert '| rem | poison_trigger (high) | 1.0 | 2 | 80 | 90 | n/a | n/a | n/a |' in rows
+  # One row per method, task and rate of CELL_METHODS (ablations and ETD left out).
+  assert len(rows) == len(claims.CELL_METHODS) * len(TASKS) * len(RATES)
+  assert [row.split(' | ')[0][2:] for row in rows[::len(TASKS) * len(RATES)]] == list(
+      claims.CELL_METHODS)

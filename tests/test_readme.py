@@ -132,6 +132,29 @@ def test_the_diagnosis_table_is_the_committed_reports_summary():
   assert rows and all(row in readme for row in rows), rows
 
 
+def _table_rows(text: str) -> list[str]:
+  """A Markdown text's table rows, headers and separators left out."""
+  lines = text.splitlines()
+  return [line for line, after in zip(lines, lines[1:] + ['']) if line.startswith('| ')
+          and not after.startswith('|---')]
+
+
+def test_the_cpu_map_tables_are_the_committed_reports():
+  # The README's hero table and docs/benchmarks.md's "Table (a)" section quote the CPU map's
+  # reports row by row; a verdict row is claims.md's row without its evidence and rule.
+  results = ROOT / 'benchmarks' / 'results' / 'cpu_map'
+  committed = set(_table_rows((results / 'table.md').read_text()))
+  claims = _table_rows((results / 'claims.md').read_text())
+  committed |= set(claims)
+  committed |= {f'| {row.split(" | ")[0][2:]} | {row.split(" | ")[-1]}' for row in claims}
+  readme = README.read_text()
+  hero = readme[:readme.index('## Install, test, run')]
+  docs = (DOCS / 'benchmarks.md').read_text().split('### Table (a): what it shows')[1]
+  quoted = _table_rows(hero) + _table_rows(docs.split('\n## ')[0])
+  assert len(quoted) > 20, quoted
+  assert [row for row in quoted if row not in committed] == []
+
+
 def test_the_readme_shows_the_test_command_that_ci_runs():
   # .ci/run runs "exactly the README's test command": its install-and-test line is the README's.
   ci = [line for line in (ROOT / '.ci' / 'run').read_text().splitlines()

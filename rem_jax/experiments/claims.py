@@ -4,7 +4,9 @@
 mean ± SEM over seeds, from the records of each method at its defaults) and a verdict by the
 rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the gap lies within
 the SEMs, or the records lack the cells the claim needs). A verdict is where to look, not the
-last word: a claim that does not hold deserves a look at its cells' dynamics and flush traces.
+last word: a claim that does not hold deserves a look at its cells. Below the verdicts, a
+table of those cells (`cells_markdown`): for the methods the claims name, per task and rate,
+what each run did to the found set, the corrupted set and the rest, beside No UL and REM.
 
 The records are those that meet their preconditions (`reports.passing`); the ETD base's rows
 need `configs/cpu_map.py:etd`, the ablation claim `:ablations`.
@@ -228,10 +230,49 @@ CLAIMS = (
 )
 
 
+# The methods of the cell table: the claims' baselines beside No UL (nothing done) and REM.
+CELL_METHODS = ('no_ul', 'rem') + PARTIAL_DISCOVERY_METHODS + ('potion',)
+# What a run did, read from its record's `after`: (column, metric).
+CELL_COLUMNS = (('Healed', 'healed'), ('Utility', 'utility'),
+                ('Acc(D_f)', 'forget_accuracy'),
+                ('Acc(D_c) on its corrupted labels', 'corrupted_label_accuracy'),
+                ('Acc(D_r)', 'retain_accuracy'))
+
+
+def cells_markdown(records: Sequence[dict]) -> str:
+  """The plain base's cells of CELL_METHODS: each metric's mean over seeds, in percent.
+
+  Where a claim fails, these say how: a method that never forgets D_f (Acc(D_f) stays at No
+  UL's) fails at every rate; one whose Acc(D_c) on the corrupted labels stays high while
+  Acc(D_f) falls forgot the found examples and kept the corruption (the undiscovered ones
+  re-teach it).
+  """
+  header = ' | '.join(column for column, _ in CELL_COLUMNS)
+  lines = [f'| method | task (regularity) | rate | seeds | {header} |',
+           '|---|---|---|---|' + '---|' * len(CELL_COLUMNS)]
+  for method in CELL_METHODS:
+    groups = collections.defaultdict(list)
+    for r in _defaults(records, 'plain', method):
+      groups[(r['task'], r['discovery_rate'])].append(r['after'])
+    for task in REGULARITY:
+      for rate in sorted(rate for t, rate in groups if t == task):
+        runs = groups[(task, rate)]
+        means = [_mean_sem([run[metric] for run in runs if metric in run])[0]
+                 for _, metric in CELL_COLUMNS]
+        shown = ' | '.join('n/a' if math.isnan(m) else f'{m:.0f}' for m in means)
+        lines.append(f'| {method} | {task} ({REGULARITY[task]}) | {rate} | {len(runs)} | '
+                     f'{shown} |')
+  return '\n'.join(lines) + '\n'
+
+
 def claims_markdown(records: Sequence[dict]) -> str:
   lines = ['| claim | CPU evidence (%, mean ± SEM over seeds) | rule | verdict |',
            '|---|---|---|---|']
   for claim, check, rule in CLAIMS:
     evidence, verdict = check(records)
     lines.append(f'| {claim} | {evidence} | {rule} | **{verdict}** |')
-  return '\n'.join(lines) + '\n'
+  return ('\n'.join(lines) + '\n\n## The cells behind the verdicts\n\n'
+          'Plain base, each method at its defaults; mean over the seeds, in %. Acc(D_f) and '
+          'Acc(D_c) read the given (corrupted) labels: high means the corruption is still '
+          'there. Healed is accuracy on D_c against its true labels, Utility test accuracy.\n\n'
+          + cells_markdown(records))
