@@ -33,6 +33,7 @@ Grids:
 import pathlib
 
 from rem_jax.experiments import config_lib
+from rem_jax.methods import rem
 
 MIRROR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'cifar10-jpeg.tar.gz'
 TASKS = ('poison_trigger', 'inter_class_confusion', 'random_label_swap')
@@ -41,7 +42,6 @@ SEEDS = (0, 1, 2)
 PLAIN_METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion',
                  'rem')
 ETD_METHODS = ('etd', 'rem_etd')
-ABLATIONS = ('rem_no_redirect', 'rem_no_remove')
 GRIDS = ('etd', 'tuned', 'ablations')
 # The learning-rate multipliers of table (b); 1 x is table (a).
 TUNED_FACTORS = (0.5, 2.0)
@@ -85,7 +85,7 @@ def get_config(arg: str = ''):
   if 'etd' in parts:
     axes.update(base=('etd',), method=ETD_METHODS)
   if 'ablations' in parts:
-    axes.update(seed=(0,), method=ABLATIONS)
+    axes.update(seed=(0,), method=rem.ABLATIONS)
   if 'tuned' in parts:
     axes.update(seed=(0,), method=tuple(m for m in PLAIN_METHODS
                                         if 'learning_rate' in settings.methods[m]))

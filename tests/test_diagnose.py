@@ -138,8 +138,10 @@ def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
             'method': method, 'variant': extra.pop('variant', method), 'seed': seed,
             'after': {'healed_x_utility': value}, **extra}
   records = [record('rem', 0, 0.5), record('rem', 1, 0.7), record('npo', 0, 0.9, variant='npo_lr2'),
-             record('npo', 1, 0.2), record('npo', 2, 0.0, error='diverged')]
+             record('npo', 1, 0.2), record('npo', 2, 0.0, error='diverged'),
+             record('rem_no_remove', 0, 0.95), record('rem_ideal', 0, 0.99)]
   cells = {c['method']: c for c in advice.summarise(records)['cells']}
+  assert set(cells) == {'rem', 'npo'}  # An ablation and an oracle are never advised.
   assert cells['rem']['healed_x_utility'] == pytest.approx(0.6) and cells['rem']['seeds'] == 2
   assert cells['rem']['sem'] == pytest.approx(0.1)
   assert cells['npo']['seeds'] == 1  # Neither the tuning variant nor the diverged run.

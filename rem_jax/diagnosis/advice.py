@@ -13,17 +13,22 @@ import pathlib
 from rem_jax import files
 from rem_jax import metrics
 from rem_jax.diagnosis import regularity
+from rem_jax.methods import rem
 
 PACKAGED = pathlib.Path(__file__).with_name('map_summary.json')
+# Run by benchmarks, never advised: an ablation is REM with a part missing, an oracle reads D_c.
+NOT_ADVISED = rem.ABLATIONS + rem.ORACLES
 
 
 def summarise(records, regularity_scores: dict[str, float] | None = None, *,
               passed=lambda record: True, source: str = '') -> dict:
   """The summary of a sweep's records: completed cells at the defaults (a tuning grid's
-  variants are left out) whose original model `passed` its preconditions."""
+  variants, REM's ablations and oracles are left out) whose original model `passed` its
+  preconditions."""
   cells = collections.defaultdict(list)
   for record in records:
-    if 'error' in record or record['variant'] != record['method'] or not passed(record):
+    if ('error' in record or record['variant'] != record['method']
+        or record['method'] in NOT_ADVISED or not passed(record)):
       continue
     key = (record['base'], record['task'], record['discovery_rate'], record['method'])
     cells[key].append(record['after']['healed_x_utility'])

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rem_jax.diagnosis import regularity as regularity_lib
+from rem_jax.methods import rem
 
 HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
@@ -199,7 +200,7 @@ def ablations(records) -> tuple[str, str]:
   wins = [c for c, m in by_cell.items() if 'rem' in m and m['rem'] >= max(
       (v for k, v in m.items() if not k.startswith('rem')), default=-math.inf)]
   parts, verdicts = [], []
-  for ablation in ('rem_no_redirect', 'rem_no_remove'):
+  for ablation in rem.ABLATIONS:
     gaps = [by_cell[c]['rem'] - by_cell[c][ablation] for c in wins if ablation in by_cell[c]]
     if gaps:
       parts.append(f'{ablation}: REM ahead on {sum(g > 0 for g in gaps)} of {len(gaps)} cells '

@@ -65,6 +65,8 @@ from rem_jax.methods import common
 from rem_jax.models import batch_stats
 
 VARIANTS = ('rem', 'rem_etd', 'rem_ideal', 'rem_no_redirect', 'rem_no_remove')
+ABLATIONS = ('rem_no_redirect', 'rem_no_remove')  # Table 2: REM with one of its parts off.
+ORACLES = ('rem_ideal',)  # Reads D_c, which no practitioner knows.
 REMOVE_REFERENCES = ('drop', 'mask')
 REMOVE_REDUCTIONS = ('batch', 'forget')
 FORGET_MASKS = ('shared', 'own')
