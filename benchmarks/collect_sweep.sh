@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# Copies a sweep's records, ids files and training records into DEST and regenerates its
-# reports there, e.g. to commit the mini benchmark:
+# Copies sweeps' records, ids files and training records into DEST and regenerates the reports
+# there, e.g. to commit the mini benchmark:
 #   bash benchmarks/collect_sweep.sh workdirs/mini_cifar10 benchmarks/results/mini_cifar10
+# Several sweeps that share DEST's reports (the CPU map's grids) go in one comma-separated list;
+# their records are pooled in one results.jsonl, the first one's config is sweep_config.json and
+# each other's sweep_config_<its directory's name>.json:
+#   bash benchmarks/collect_sweep.sh workdirs/cpu_map/plain,workdirs/cpu_map/ablations \
+#       benchmarks/results/cpu_map
 set -euo pipefail
-workdir=${1:?usage: collect_sweep.sh WORKDIR DEST}
-dest=${2:?usage: collect_sweep.sh WORKDIR DEST}
+workdirs=${1:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
+dest=${2:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
+IFS=',' read -ra sweeps <<< "$workdirs"
+for workdir in "${sweeps[@]}"; do
+  [ -f "$workdir/results.jsonl" ] || { echo "collect_sweep.sh: $workdir/results.jsonl: no such file" >&2; exit 1; }
+done
 rm -rf "$dest"
 mkdir -p "$dest"
-cp "$workdir/results.jsonl" "$dest/"
-cp "$workdir/config.json" "$dest/sweep_config.json"
-for ids in "$workdir"/originals/*/corruption.json; do
-  key=$(basename "$(dirname "$ids")")
-  mkdir -p "$dest/originals/$key"
-  cp "$ids" "$workdir/originals/$key/train.json" "$dest/originals/$key/"
+for index in "${!sweeps[@]}"; do
+  workdir=${sweeps[$index]}
+  cat "$workdir/results.jsonl" >> "$dest/results.jsonl"
+  if [ "$index" -eq 0 ]; then
+    cp "$workdir/config.json" "$dest/sweep_config.json"
+  else
+    cp "$workdir/config.json" "$dest/sweep_config_$(basename "$workdir").json"
+  fi
+  for ids in "$workdir"/originals/*/corruption.json; do
+    key=$(basename "$(dirname "$ids")")
+    mkdir -p "$dest/originals/$key"
+    cp "$ids" "$workdir/originals/$key/train.json" "$dest/originals/$key/"
+  done
 done
 python -m rem_jax.experiments.reports --results="$dest/results.jsonl" --outdir="$dest"
