@@ -3,7 +3,8 @@ compute thread per process, and the heaviest test files scheduled first.
 
 The cache lives in `.jax_cache/` at the repository root (git-ignored), so a second local run
 skips most compilation. 4 host devices let the sharded code paths run as they would on 4 GPUs
-(batches split over `data`, parameters replicated, gradients summed across devices).
+(batches split over `data`, parameters replicated, gradients summed across devices); the
+behaviour fixture `poisoned` serves its task on one of them (tests/poisoned.py says why).
 Compiling is about 55 % of the suite's time on 2 cores (measured per test from JAX's
 compiler), and XLA's CPU backend at LLVM -O3 (its default) spends seconds on programs that draw
 random numbers: a tiny ResNet-9's `init` took 4.4 s at -O3 and 0.9 s at -O2, while train steps

@@ -347,16 +347,6 @@ def test_etd_returns_the_etd_model_unchanged_in_drop_mode():
     get_method('etd')(base.TrainedModel(model.base_model(), variables), None, {})
 
 
-def test_every_trained_baseline_compiles_once_for_all_discovery_rates(poisoned):
-  for rate in (RATE, 0.2):
-    for name in ('cf', 'ascent', 'npo', 'scrub', 'bad_teacher'):
-      extra = {'msteps': 1} if name == 'scrub' else {}
-      _run(poisoned, name, poisoned.task(rate), epochs=1, eval_batch_size=256, **extra)
-    if rate == RATE:
-      compiled = common.objective_step._cache_size()
-  assert common.objective_step._cache_size() == compiled
-
-
 # One method per way of starting from an ETD base: ascent runs NPO's loop (`until_forgotten`)
 # and CF SCRUB's (`train_epochs`), both from `common.drop_mode_start` as the others.
 @pytest.mark.parametrize('name', ['retrain', 'npo', 'scrub', 'bad_teacher', 'potion', 'rem_etd'])

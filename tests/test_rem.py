@@ -149,14 +149,6 @@ def test_result_has_the_original_architecture(poisoned, rem_result):
   chex.assert_trees_all_equal_shapes(rem_result.variables, poisoned.variables)
 
 
-def test_two_discovery_rates_share_one_compiled_repair_step(poisoned, rem_result):
-  del rem_result  # REM has run at RATE with these settings: its steps are compiled.
-  steps = (rem_module.repair_step, rem_module.flush_step, rem_module.batch_moments_step)
-  compiled = [step._cache_size() for step in steps]
-  _rem(poisoned, rate=0.2)
-  assert [step._cache_size() for step in steps] == compiled
-
-
 def test_a_run_compiles_each_step_once(poisoned, fresh_rem_traces):
   # Every step's inputs keep one type from the first call on (a mask seed placed off the mesh
   # once made the first flush step's state differ from its output's: two compiles a run).

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rem_jax import expansion, masks, sharding, trainer
-from rem_jax.data import pipeline
+from rem_jax import expansion, masks, trainer
 from rem_jax.methods import common
 from rem_jax.methods import rem as rem_module
 from rem_jax.models import init_variables
@@ -29,15 +28,6 @@ class _ExpandedDropSetup(rem_module.Setup):
         self.model, variables['params'], variables.get('batch_stats', {}), inputs,
         masks.drop_mask(inputs.shape[0], self.model.mask_size), train)
     return logits, (expansion.prune_to(stats, self.base_shapes['batch_stats']) if stats else {})
-
-
-@pytest.fixture(scope='module')
-def on_one_device(poisoned):
-  """The poisoned task on a one-device mesh: two programs' equality needs no sharding (REM's
-  sharded steps run in test_launch.py and test_sweep.py), and one device compiled and ran this
-  file's cases in 109 s against 126 s on four (2026-12-01, 2 cores)."""
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  return dataclasses.replace(poisoned, mesh=mesh, images=pipeline.put_images(poisoned.splits, mesh))
 
 
 def _flush_then_repair(setup, variables, poisoned, forget, in_forget, flush: bool):
@@ -68,7 +58,7 @@ def _flush_then_repair(setup, variables, poisoned, forget, in_forget, flush: boo
     ('rem', 'resnet9'), ('rem_no_redirect', 'resnet9'), ('rem', 'vit'),
 ])
 def test_drop_mode_on_the_pruned_base_equals_the_expanded_model_with_mask_0(
-    on_one_device, variant, model_name):
+    poisoned, variant, model_name):
   # Every drop-mode pass (flush, the removal term's live and reference passes) runs θo1 on the
   # base network; the steps must update params, statistics and momentum exactly as the
   # expanded model with a zero mask did: zero gradient into the extra units, weight decay on.
@@ -81,7 +71,6 @@ def test_drop_mode_on_the_pruned_base_equals_the_expanded_model_with_mask_0(
   setup = rem_module.make_setup(variant, resolved, model, 0.5, (16, 16, 3))
   expanded = _ExpandedDropSetup(**{f.name: getattr(setup, f.name)
                                    for f in dataclasses.fields(setup)})
-  poisoned = on_one_device
   forget = poisoned.record.forget_ids_at(RATE)
   in_forget = common.membership(1024, rem_module.removal_ids(variant, forget, poisoned.record))
   # The flush runs the same drop pass as the repair step's removal term (compared in every
