@@ -337,26 +337,42 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
-  """One heatmap of H×U per (base, variant), and all of them in `heatmaps.png`."""
+def overview_panels(records: Sequence[dict]) -> list[tuple[tuple[str, str], str]]:
+  """`heatmaps.png`'s panels: ((base, variant), title) of each method at its defaults, best
+  pooled H×U first. A tuning grid's variants get files of their own only; a method run on
+  fewer seeds than the others (the ablations: seed 0) says so in its title."""
   groups = by_method(records)
-  order = sorted(groups, key=lambda key: -np.mean(
-      [r['after']['healed_x_utility'] for r in groups[key]]))
+  every_seed = sorted({r['seed'] for r in records})
+  panels = []
+  for key in sorted(groups, key=lambda key: -np.mean(
+      [r['after']['healed_x_utility'] for r in groups[key]])):
+    if any(r['variant'] != r['method'] for r in groups[key]):
+      continue
+    seeds = sorted({r['seed'] for r in groups[key]})
+    shown = '' if seeds == every_seed else f', seed {", ".join(map(str, seeds))}'
+    panels.append((key, f'{key[1]} ({key[0]}{shown})'))
+  return panels
+
+
+def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
+  """One heatmap of H×U per (base, variant), and the defaults' in `heatmaps.png`."""
+  groups = by_method(records)
   written = []
-  for base, variant in order:
+  for base, variant in groups:
     grid, rates = heatmap_grid(groups[(base, variant)])
     figure, axes = plt.subplots(figsize=(1.2 + 0.55 * len(rates), 2.0), dpi=120)
     _draw_heatmap(axes, grid, rates, f'{variant} ({base}): Healed × Utility, %')
     written.append(_save(figure, outdir / f'heatmap_{base}_{_slug(variant)}.png'))
-  if order:
-    columns = min(3, len(order))
-    rows = math.ceil(len(order) / columns)
+  panels = overview_panels(records)
+  if panels:
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
     figure, all_axes = plt.subplots(rows, columns, squeeze=False, dpi=120,
                                     figsize=(columns * (1.4 + 0.5 * len(grid[0])), 2.1 * rows))
-    for axes, (base, variant) in zip(all_axes.flat, order):
-      grid, rates = heatmap_grid(groups[(base, variant)])
-      _draw_heatmap(axes, grid, rates, f'{variant} ({base})')
-    for axes in list(all_axes.flat)[len(order):]:
+    for axes, (key, title) in zip(all_axes.flat, panels):
+      grid, rates = heatmap_grid(groups[key])
+      _draw_heatmap(axes, grid, rates, title)
+    for axes in list(all_axes.flat)[len(panels):]:
       axes.axis('off')
     written.append(_save(figure, outdir / 'heatmaps.png'))
   return written
