@@ -99,6 +99,7 @@ def test_the_cell_table_shows_each_metrics_mean_over_seeds_for_the_claims_method
   assert records[0]['method'] == 'rem' and records[0]['discovery_rate'] == 0.2
   records[0]['after']['forget_accuracy'] = 0.25  # One seed's: the other seed lacks it.
   text = claims.claims_markdown(records).split('## The cells behind the verdicts')[1]
+  text = text.split('\n## ')[0]  # The ablations' table follows.
   rows = [line for line in text.splitlines() if line.startswith('| ')][1:]
   # REM, poison: Healed (= H×U in these records) 0.8 ± 0.005 over seeds 0 and 1; Acc(D_f) from
   # the one seed that has it; the metrics no record has, n/a.
@@ -108,3 +109,22 @@ def test_the_cell_table_shows_each_metrics_mean_over_seeds_for_the_claims_method
   assert len(rows) == len(claims.CELL_METHODS) * len(TASKS) * len(RATES)
   assert [row.split(' | ')[0][2:] for row in rows[::len(TASKS) * len(RATES)]] == list(
       claims.CELL_METHODS)
+
+
+def test_the_ablation_table_sets_each_variant_beside_rem_and_the_best_baseline():
+  records = _records(PAPER_WORLD)
+  for record in records:  # REM's own redirection: its ablations' runs show none.
+    if record['method'] == 'rem_no_redirect':
+      record['unlearn'] = {'iterations': [{'corrupted_accuracy_shared_mask': 0.02,
+                                           'corrupted_accuracy_drop': 0.04}]}
+  text = claims.claims_markdown(records).split('## REM and its ablations, seed 0')[1]
+  # Seed 0 only: H×U 0.8 - 0.005; each ablation 0.1 behind; Potion the best baseline there.
+  assert ('| poison_trigger (high) | 0.2 | potion 69.5 | 79.5 | 90 / 5 | 69.5 | 2 / 4 | 69.5 '
+          '| 90 / 5 |') in text
+  assert len(_table_rows(text)) == len(TASKS) * len(RATES)
+  no_ablations = [r for r in records if not r['method'].startswith('rem_')]
+  assert 'REM and its ablations' not in claims.claims_markdown(no_ablations)
+
+
+def _table_rows(text):
+  return [line for line in text.splitlines() if line.startswith('| ') and 'H×U |' not in line]

@@ -6,7 +6,8 @@ rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the ga
 the SEMs, or the records lack the cells the claim needs). A verdict is where to look, not the
 last word: a claim that does not hold deserves a look at its cells. Below the verdicts, a
 table of those cells (`cells_markdown`): for the methods the claims name, per task and rate,
-what each run did to the found set, the corrupted set and the rest, beside No UL and REM.
+what each run did to the found set, the corrupted set and the rest, beside No UL and REM; and,
+where the records hold REM's ablations, seed 0's REM beside them (`ablation_cells_markdown`).
 
 The records are those that meet their preconditions (`reports.passing`); the ETD base's rows
 need `configs/cpu_map.py:etd`, the ablation claim `:ablations`.
@@ -266,6 +267,43 @@ def cells_markdown(records: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def ablation_cells_markdown(records: Sequence[dict]) -> str:
+  """Seed 0's cells of REM and its ablations, in percent: each one's H×U, the best baseline's
+  (where REM wins, Table 2's claim applies), and at each run's last iteration its accuracy on
+  D_c against the corrupted labels with the shared mask on and in drop mode (redirection at
+  work: high, then low). Empty without ablation records."""
+  seed0 = [r for r in records if r['seed'] == 0 and r['base'] == 'plain'
+           and r['variant'] == r['method']]
+  if not any(r['method'] in rem.ABLATIONS for r in seed0):
+    return ''
+  by_cell = collections.defaultdict(dict)
+  for r in seed0:
+    by_cell[(r['task'], r['discovery_rate'])][r['method']] = r
+  variants = ('rem',) + rem.ABLATIONS
+  lines = ['| task (regularity) | rate | best baseline | '
+           + ' | '.join(f'{v} H×U | {v} shared / drop' for v in variants) + ' |',
+           '|---|---|---|' + '---|---|' * len(variants)]
+  for task in REGULARITY:
+    for rate in sorted(rate for t, rate in by_cell if t == task):
+      runs = by_cell[(task, rate)]
+      others = {m: r['after']['healed_x_utility'] for m, r in runs.items()
+                if not m.startswith('rem') and m != 'no_ul'}
+      best = max(others, key=others.get) if others else None
+      cells = [f'{best} {100 * others[best]:.1f}' if best else 'n/a']
+      for variant in variants:
+        run = runs.get(variant)
+        if run is None:
+          cells += ['n/a', 'n/a']
+          continue
+        last = (run.get('unlearn', {}).get('iterations') or [{}])[-1]
+        shared, drop = (last.get(k) for k in ('corrupted_accuracy_shared_mask',
+                                              'corrupted_accuracy_drop'))
+        cells += [f'{100 * run["after"]["healed_x_utility"]:.1f}',
+                  'n/a' if shared is None else f'{100 * shared:.0f} / {100 * drop:.0f}']
+      lines.append(f'| {task} ({REGULARITY[task]}) | {rate} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def claims_markdown(records: Sequence[dict]) -> str:
   lines = ['| claim | CPU evidence (%, mean ± SEM over seeds) | rule | verdict |',
            '|---|---|---|---|']
@@ -276,4 +314,12 @@ def claims_markdown(records: Sequence[dict]) -> str:
           'Plain base, each method at its defaults; mean over the seeds, in %. Acc(D_f) and '
           'Acc(D_c) read the given (corrupted) labels: high means the corruption is still '
           'there. Healed is accuracy on D_c against its true labels, Utility test accuracy.\n\n'
-          + cells_markdown(records))
+          + cells_markdown(records) + _section(
+              'REM and its ablations, seed 0',
+              'H×U in %; "shared / drop": accuracy on D_c against its corrupted labels at the '
+              'last iteration, with the shared forget mask on and in drop mode.',
+              ablation_cells_markdown(records)))
+
+
+def _section(title: str, caption: str, table: str) -> str:
+  return f'\n## {title}\n\n{caption}\n\n{table}' if table else ''

@@ -337,25 +337,21 @@ def _save(figure, path: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def overview_panels(records: Sequence[dict]) -> list[tuple[tuple[str, str], str]]:
-  """`heatmaps.png`'s panels: ((base, variant), title) of each method at its defaults, best
-  pooled H×U first. A tuning grid's variants get files of their own only; a method run on
-  fewer seeds than the others (the ablations: seed 0) says so in its title."""
+def overview_panels(records: Sequence[dict]) -> list[tuple[str, str]]:
+  """`heatmaps.png`'s panels, (base, variant), best pooled H×U first: each method at its
+  defaults on every seed of the records. A tuning grid's variants and a method run on fewer
+  seeds (the ablations: seed 0) get files of their own only: their means are not comparable."""
   groups = by_method(records)
-  every_seed = sorted({r['seed'] for r in records})
-  panels = []
-  for key in sorted(groups, key=lambda key: -np.mean(
-      [r['after']['healed_x_utility'] for r in groups[key]])):
-    if any(r['variant'] != r['method'] for r in groups[key]):
-      continue
-    seeds = sorted({r['seed'] for r in groups[key]})
-    shown = '' if seeds == every_seed else f', seed {", ".join(map(str, seeds))}'
-    panels.append((key, f'{key[1]} ({key[0]}{shown})'))
-  return panels
+  every_seed = {r['seed'] for r in records}
+  shown = [key for key, group in groups.items()
+           if all(r['variant'] == r['method'] for r in group)
+           and {r['seed'] for r in group} == every_seed]
+  return sorted(shown, key=lambda key: -np.mean(
+      [r['after']['healed_x_utility'] for r in groups[key]]))
 
 
 def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
-  """One heatmap of H×U per (base, variant), and the defaults' in `heatmaps.png`."""
+  """One heatmap of H×U per (base, variant), and `overview_panels`' in `heatmaps.png`."""
   groups = by_method(records)
   written = []
   for base, variant in groups:
@@ -369,9 +365,9 @@ def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathli
     rows = math.ceil(len(panels) / columns)
     figure, all_axes = plt.subplots(rows, columns, squeeze=False, dpi=120,
                                     figsize=(columns * (1.4 + 0.5 * len(grid[0])), 2.1 * rows))
-    for axes, (key, title) in zip(all_axes.flat, panels):
-      grid, rates = heatmap_grid(groups[key])
-      _draw_heatmap(axes, grid, rates, title)
+    for axes, (base, variant) in zip(all_axes.flat, panels):
+      grid, rates = heatmap_grid(groups[(base, variant)])
+      _draw_heatmap(axes, grid, rates, f'{variant} ({base})')
     for axes in list(all_axes.flat)[len(panels):]:
       axes.axis('off')
     written.append(_save(figure, outdir / 'heatmaps.png'))
