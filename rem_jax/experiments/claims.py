@@ -192,17 +192,31 @@ def redirection(records) -> tuple[str, str]:
   return '; '.join(parts) or 'no REM dynamics', combine(verdicts)
 
 
-def ablations(records) -> tuple[str, str]:
-  seed0 = [r for r in records if r['seed'] == 0 and r['base'] == 'plain'
-           and r['variant'] == r['method']]
+def _seed0_runs(records) -> dict[tuple, dict[str, dict]]:
+  """{(task, rate): {method: record}} of seed 0 on the plain base, each method at its defaults."""
   by_cell = collections.defaultdict(dict)
-  for r in seed0:
-    by_cell[(r['task'], r['discovery_rate'])][r['method']] = r['after']['healed_x_utility']
-  wins = [c for c, m in by_cell.items() if 'rem' in m and m['rem'] >= max(
-      (v for k, v in m.items() if not k.startswith('rem')), default=-math.inf)]
+  for r in records:
+    if r['seed'] == 0 and r['base'] == 'plain' and r['variant'] == r['method']:
+      by_cell[(r['task'], r['discovery_rate'])][r['method']] = r
+  return by_cell
+
+
+def _best_other(runs: dict[str, dict]) -> tuple[str | None, float]:
+  """The method of a cell, REM and its variants left out, with the best H×U, and that H×U."""
+  others = {m: r['after']['healed_x_utility'] for m, r in runs.items() if not m.startswith('rem')}
+  best = max(others, key=others.get, default=None)
+  return best, others.get(best, -math.inf)
+
+
+def ablations(records) -> tuple[str, str]:
+  by_cell = _seed0_runs(records)
+  hxu = {cell: {m: r['after']['healed_x_utility'] for m, r in runs.items()}
+         for cell, runs in by_cell.items()}
+  wins = [c for c, runs in by_cell.items()
+          if 'rem' in runs and hxu[c]['rem'] >= _best_other(runs)[1]]
   parts, verdicts = [], []
   for ablation in rem.ABLATIONS:
-    gaps = [by_cell[c]['rem'] - by_cell[c][ablation] for c in wins if ablation in by_cell[c]]
+    gaps = [hxu[c]['rem'] - hxu[c][ablation] for c in wins if ablation in hxu[c]]
     if gaps:
       parts.append(f'{ablation}: REM ahead on {sum(g > 0 for g in gaps)} of {len(gaps)} cells '
                    f'where REM wins (mean gap {100 * np.mean(gaps):.1f})')
@@ -272,13 +286,9 @@ def ablation_cells_markdown(records: Sequence[dict]) -> str:
   (where REM wins, Table 2's claim applies), and at each run's last iteration its accuracy on
   D_c against the corrupted labels with the shared mask on and in drop mode (redirection at
   work: high, then low). Empty without ablation records."""
-  seed0 = [r for r in records if r['seed'] == 0 and r['base'] == 'plain'
-           and r['variant'] == r['method']]
-  if not any(r['method'] in rem.ABLATIONS for r in seed0):
+  by_cell = _seed0_runs(records)
+  if not any(m in rem.ABLATIONS for runs in by_cell.values() for m in runs):
     return ''
-  by_cell = collections.defaultdict(dict)
-  for r in seed0:
-    by_cell[(r['task'], r['discovery_rate'])][r['method']] = r
   variants = ('rem',) + rem.ABLATIONS
   lines = ['| task (regularity) | rate | best baseline | '
            + ' | '.join(f'{v} H×U | {v} shared / drop' for v in variants) + ' |',
@@ -286,10 +296,8 @@ def ablation_cells_markdown(records: Sequence[dict]) -> str:
   for task in REGULARITY:
     for rate in sorted(rate for t, rate in by_cell if t == task):
       runs = by_cell[(task, rate)]
-      others = {m: r['after']['healed_x_utility'] for m, r in runs.items()
-                if not m.startswith('rem') and m != 'no_ul'}
-      best = max(others, key=others.get) if others else None
-      cells = [f'{best} {100 * others[best]:.1f}' if best else 'n/a']
+      best, best_hxu = _best_other(runs)
+      cells = [f'{best} {100 * best_hxu:.1f}' if best else 'n/a']
       for variant in variants:
         run = runs.get(variant)
         if run is None:
