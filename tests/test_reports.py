@@ -145,9 +145,18 @@ def test_heatmap_grid_has_a_no_unlearning_column_and_regularity_rows():
 def test_the_overview_shows_defaults_on_every_seed_best_first():
   records = [_record('rem', 0.5, 1.0, seed=seed) for seed in (0, 1)]
   records += [_record('npo', 0.9, 1.0, seed=seed) for seed in (0, 1)]
-  records += [_record('npo', 1.0, 1.0, variant='npo_lr0.01', seed=0),  # A tuning variant.
-              _record('rem_no_redirect', 0.2, 1.0, seed=0)]            # An ablation: seed 0.
+  records += [_record('npo', 1.0, 1.0, variant='npo(learning_rate=0.01)', seed=0),  # Tuning.
+              _record('rem_no_redirect', 0.2, 1.0, seed=0)]  # An ablation: seed 0.
   assert reports.overview_panels(records) == [('plain', 'npo'), ('plain', 'rem')]
+  # Table (a) pools the same rows and names what it left out; the ablation keeps its own
+  # heatmap and dynamics files, the tuning variant shows in table_tuned.md only.
+  text = reports.table_a_markdown(records)
+  assert [line.split(' | ')[1] for line in text.splitlines() if line.startswith('| plain')] == [
+      'npo', 'rem']
+  assert text.endswith('Run on fewer seeds, so not pooled here: rem_no_redirect (plain, seeds '
+                       '[0]); 1 hyperparameter variant (table_tuned.md).\n')
+  assert [r['variant'] for r in reports.drawn(records)] == ['rem', 'rem', 'npo', 'npo',
+                                                            'rem_no_redirect']
 
 
 def test_costs_are_relative_to_training():

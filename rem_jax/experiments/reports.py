@@ -6,7 +6,9 @@
 
 Every number is in percent. Aggregation (SPEC §9): a run's Healed x Utility is computed per run;
 a table row pools every run of a (base, method) pair (regularities x discovery rates x seeds)
-and shows mean ± SEM (ddof 1). Rows are sorted by Healed x Utility. "Best per cell" (the
+and shows mean ± SEM (ddof 1). `table.*` (a benchmark's table (a)) has the pairs run on every
+seed of the records; one run on fewer (a tuning grid's variants, the ablations on seed 0) is
+named under it and tabulated in `table_tuned.md` and `claims.md`. Rows are sorted by Healed x Utility. "Best per cell" (the
 paper's Tables 5-9) first keeps, for each (base, method, task, rate), the hyperparameter
 variant with the best Healed x Utility averaged over the cell's seeds, then pools. It reads the
 test set and D_c to choose: an oracle, never a headline. "Tuned" (table (b) of a benchmark:
@@ -194,6 +196,36 @@ def pooled_rows(records: Sequence[dict]) -> list[dict]:
   return sorted(rows, key=lambda row: -row['healed_x_utility'][0])
 
 
+def on_every_seed(records: Sequence[dict]) -> tuple[list[dict], dict[tuple[str, str], list]]:
+  """Table (a)'s records, and the (base, variant)s left out of it with their seeds.
+
+  Table (a) pools each (base, variant) run on every seed of the records. A tuning grid's
+  variants and the ablations run on one seed: their means pool other cells than the rest's, so
+  they go in `table_tuned.md` and `claims.md`, not beside table (a)'s rows.
+  """
+  every_seed = {r['seed'] for r in records}
+  kept, fewer = [], {}
+  for key, group in by_method(records).items():
+    seeds = sorted({r['seed'] for r in group})
+    if set(seeds) == every_seed:
+      kept.extend(group)
+    else:
+      fewer[key] = seeds
+  return kept, fewer
+
+
+def fewer_seeds_note(fewer: dict[tuple[str, str], list]) -> str:
+  """The line under table (a) that names what `on_every_seed` left out."""
+  if not fewer:
+    return ''
+  untuned = [f'{variant} ({base}, seeds {seeds})' for (base, variant), seeds in fewer.items()
+             if '(' not in variant]  # A variant's name is its method's, or method(settings).
+  tuning = len(fewer) - len(untuned)
+  parts = untuned + ([f'{tuning} hyperparameter variant{"s" * (tuning > 1)} (table_tuned.md)']
+                    if tuning else [])
+  return ('\nRun on fewer seeds, so not pooled here: ' + '; '.join(parts) + '.\n')
+
+
 def uneven_cells_note(records: Sequence[dict]) -> str:
   """A warning under a pooled table whose rows pool different (task, rate, seed) cells.
 
@@ -341,18 +373,24 @@ def overview_panels(records: Sequence[dict]) -> list[tuple[str, str]]:
   """`heatmaps.png`'s panels, (base, variant), best pooled H×U first: each method at its
   defaults on every seed of the records. A tuning grid's variants and a method run on fewer
   seeds (the ablations: seed 0) get files of their own only: their means are not comparable."""
-  groups = by_method(records)
-  every_seed = {r['seed'] for r in records}
-  shown = [key for key, group in groups.items()
-           if all(r['variant'] == r['method'] for r in group)
-           and {r['seed'] for r in group} == every_seed]
+  groups = by_method(on_every_seed(records)[0])
+  shown = [key for key, group in groups.items() if all(r['variant'] == r['method'] for r in group)]
   return sorted(shown, key=lambda key: -np.mean(
       [r['after']['healed_x_utility'] for r in groups[key]]))
 
 
+def drawn(records: Sequence[dict]) -> list[dict]:
+  """The records that get heatmap and dynamics files of their own: all but a tuning grid's
+  variants (a hyperparameter variant on fewer seeds than the rest), which table_tuned.md
+  shows cell by cell."""
+  fewer = on_every_seed(records)[1]
+  return [r for r in records
+          if r['variant'] == r['method'] or (r['base'], r['variant']) not in fewer]
+
+
 def write_heatmaps(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
   """One heatmap of H×U per (base, variant), and `overview_panels`' in `heatmaps.png`."""
-  groups = by_method(records)
+  groups = by_method(drawn(records))
   written = []
   for base, variant in groups:
     grid, rates = heatmap_grid(groups[(base, variant)])
@@ -381,7 +419,7 @@ def _slug(text: str) -> str:
 def write_dynamics(records: Sequence[dict], outdir: pathlib.Path) -> list[pathlib.Path]:
   """REM's dynamics (Fig. 5) per (base, variant, task): the lowest seed at the rate nearest 0.5."""
   groups = collections.defaultdict(list)
-  for record in records:
+  for record in drawn(records):
     iterations = record['unlearn'].get('iterations') or []
     if iterations and 'corrupted_accuracy_shared_mask' in iterations[0]:
       groups[(record['base'], record['variant'], record['task'])].append(record)
@@ -420,7 +458,14 @@ def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
             + preconditions_markdown(records, thresholds))
-  return table_markdown(pooled_rows(kept)) + uneven_cells_note(kept)
+  return table_a_markdown(kept)
+
+
+def table_a_markdown(records: Sequence[dict]) -> str:
+  """`table.md`: the pooled table of `on_every_seed`'s records, with its notes."""
+  table_a, fewer = on_every_seed(records)
+  return table_markdown(pooled_rows(table_a)) + uneven_cells_note(table_a) + fewer_seeds_note(
+      fewer)
 
 
 def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
@@ -442,8 +487,8 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
   text('preconditions.md', preconditions_markdown(records, thresholds))
   kept = passing(records, thresholds)
   if kept:
-    rows = pooled_rows(kept)
-    text('table.md', table_markdown(rows) + uneven_cells_note(kept))
+    rows = pooled_rows(on_every_seed(kept)[0])
+    text('table.md', table_a_markdown(kept))
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
     if any(r['variant'] != r['method'] for r in kept):
