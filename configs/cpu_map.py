@@ -24,7 +24,7 @@ Grids:
   and 2 × its own default (the 1 × runs are table (a)'s), SCRUB also over alpha (0.001, 0.01,
   0.1) at each rate. It trains nothing: link table (a)'s trained models first,
   `ln -s ../plain/originals workdirs/cpu_map/tuned/originals`. The reports choose, per cell,
-  the variant with the best training-data proxy (`reports.proxy`, never the test set);
+  the variant with the best training-data proxy (`selection.proxy`, never the test set);
 - `ablations`: Table 2's REM without redirection and without the removal term on seed 0 of
   the plain grid (link the originals as for `tuned`);
 - `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rem_jax import methods
-from rem_jax.experiments import reports, store
+from rem_jax.experiments import reports, selection, store
 
 
 def _record(method, healed, utility, *, task='poison_trigger', rate=0.5, seed=0, base='plain',
@@ -82,7 +82,7 @@ def test_best_per_cell_keeps_one_variant_per_cell_pooled_over_seeds():
              _record('scrub', 0.4, 1.0, variant='scrub(alpha=10.0)', seed=1),
              _record('scrub', 0.3, 1.0, variant='scrub(alpha=0.01)', seed=0, rate=1.0),
              _record('scrub', 0.5, 1.0, variant='scrub(alpha=10.0)', seed=0, rate=1.0)]
-  chosen = reports.best_per_cell(records)
+  chosen = selection.best_per_cell(records)
   # alpha=0.01 at rate 0.5 (mean 0.55 over seeds against 0.5; per seed, each seed's best would
   # have given 0.6 and 0.9), alpha=10 at rate 1.0.
   assert sorted(r['after']['healed'] for r in chosen) == [0.2, 0.5, 0.9]
@@ -92,11 +92,11 @@ def test_best_per_cell_keeps_one_variant_per_cell_pooled_over_seeds():
 
 def test_the_selection_proxy_on_hand_values():
   # Acc(D_r) * (1 - max(Acc(D_f), 0.2)): forgetting below gamma earns nothing more.
-  assert reports.proxy(_record('npo', 0, 0, retain=0.9, forget=0.5)) == pytest.approx(0.45)
-  assert reports.proxy(_record('npo', 0, 0, retain=0.8, forget=0.05)) == pytest.approx(0.64)
-  assert reports.proxy(_record('npo', 0, 0, retain=0.8, forget=0.2)) == pytest.approx(0.64)
-  assert reports.proxy(_record('npo', 0, 0, retain=1.0, forget=1.0)) == 0.0
-  assert reports.PROXY_GAMMA == methods.default_config('rem').gamma == (
+  assert selection.proxy(_record('npo', 0, 0, retain=0.9, forget=0.5)) == pytest.approx(0.45)
+  assert selection.proxy(_record('npo', 0, 0, retain=0.8, forget=0.05)) == pytest.approx(0.64)
+  assert selection.proxy(_record('npo', 0, 0, retain=0.8, forget=0.2)) == pytest.approx(0.64)
+  assert selection.proxy(_record('npo', 0, 0, retain=1.0, forget=1.0)) == 0.0
+  assert selection.PROXY_GAMMA == methods.default_config('rem').gamma == (
       methods.default_config('npo').gamma)
 
 
@@ -110,10 +110,10 @@ def test_tuned_chooses_by_training_data_on_the_tuning_seeds_only():
       _record('npo', 0.1, 0.9, variant=lr(0.0025), retain=0.5, forget=0.1),
       # Seed 1 ran the default only: table (a)'s, not the tuned table's.
       _record('npo', 0.9, 0.9, seed=1, retain=0.9, forget=0.5)]
-  assert reports.tuned_seeds(records) == [0]
-  chosen = reports.tuned(records)
+  assert selection.tuned_seeds(records) == [0]
+  chosen = selection.tuned(records)
   assert [(r['seed'], r['chosen'], r['variant']) for r in chosen] == [(0, lr(0.01), 'npo')]
-  assert reports.best_per_cell(records[:3])[0]['chosen'] == 'npo'  # The oracle differs.
+  assert selection.best_per_cell(records[:3])[0]['chosen'] == 'npo'  # The oracle differs.
   text = reports.tuned_markdown(records)
   assert '| plain | npo | poison_trigger | 0.5 | npo(learning_rate=0.01) |' in text
   assert '| plain | npo | 1 | 30.00 | 90.00 | 27.00 |' in text       # Tuned, seed 0.

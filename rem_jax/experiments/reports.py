@@ -38,7 +38,7 @@ import io
 import math
 import pathlib
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from absl import app
 from absl import flags
@@ -52,13 +52,11 @@ from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-po
 from rem_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import claims  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import selection  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
-from rem_jax.methods import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Heatmap rows, high to low regularity (SPEC §1).
 TASK_ROWS = tuple(claims.REGULARITY.items())
-# The gamma of the selection proxy: every method's default (SPEC §7).
-PROXY_GAMMA = 0.2
 METRICS = (('healed', 'Healed'), ('utility', 'Utility'), ('healed_x_utility', 'H×U'))
 # Unlearning time relative to training, the paper's appendix A.8 (percent).
 PAPER_COST_PERCENT = {'bad_teacher': 24.7, 'scrub': 14.0, 'rem': 10.7, 'potion': 9.1,
@@ -126,55 +124,14 @@ def by_method(records: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
   return groups
 
 
-def healed_x_utility(record: dict) -> float:
-  return record['after']['healed_x_utility']
-
-
-def proxy(record: dict) -> float:
-  """The training-data proxy of a record's unlearned model, Acc(D_r) * (1 - max(Acc(D_f),
-  gamma)) with the methods' default gamma: what REM, NPO and ascent select their iteration
-  with, computable for any method's output, blind to the test set and to D_c."""
-  after = record['after']
-  return common.proxy(after['retain_accuracy'], after['forget_accuracy'], PROXY_GAMMA)
-
-
-def best_per_cell(records: Sequence[dict],
-                  score: Callable[[dict], float] = healed_x_utility) -> list[dict]:
-  """For each (base, method, task, rate) cell, the records of the variant with the best mean
-  `score` over the cell's seeds (ties: the first seen), relabelled with the method's name. One
-  choice per cell, pooled over seeds (SPEC §8), not one per seed: a per-seed choice would pick
-  each seed's luckiest variant. The default score, H×U, reads the test set and D_c (an
-  oracle); `proxy` reads training data only."""
-  cells = collections.defaultdict(lambda: collections.defaultdict(list))
-  for record in records:
-    key = (record['base'], record['method'], record['task'], record['discovery_rate'])
-    cells[key][record['variant']].append(record)
-  chosen = []
-  for variants in cells.values():
-    best = max(variants.values(), key=lambda group: np.mean([score(r) for r in group]))
-    chosen.extend({**record, 'variant': record['method'], 'chosen': record['variant']}
-                  for record in best)
-  return chosen
-
-
-def tuned_seeds(records: Sequence[dict]) -> list:
-  """The seeds on which some method ran hyperparameter variants (a tuning grid's seeds)."""
-  return sorted({r['seed'] for r in records if r['variant'] != r['method']})
-
-
-def tuned(records: Sequence[dict]) -> list[dict]:
-  """Table (b): on the tuning grid's seeds only, each cell's variant chosen by `proxy`."""
-  seeds = tuned_seeds(records)
-  return best_per_cell([r for r in records if r['seed'] in seeds], score=proxy)
-
-
 def tuned_markdown(records: Sequence[dict]) -> str:
   """The tuned table beside the defaults on the same seeds, and which variant each cell chose."""
-  seeds = tuned_seeds(records)
-  chosen = tuned(records)
+  seeds = selection.tuned_seeds(records)
+  chosen = selection.tuned(records)
   defaults = [r for r in records if r['seed'] in seeds and r['variant'] == r['method']]
+  gamma = selection.PROXY_GAMMA
   lines = [f'Tuned (seeds {seeds}): per (base, method, task, discovery rate), the variant with '
-           f'the best training-data proxy Acc(D_r)·(1 − max(Acc(D_f), {PROXY_GAMMA})), mean over '
+           f'the best training-data proxy Acc(D_r)·(1 − max(Acc(D_f), {gamma})), mean over '
            'those seeds; never the test set or D_c.', '', table_markdown(pooled_rows(chosen)),
            'Defaults on the same seeds:', '', table_markdown(pooled_rows(defaults)),
            'Chosen variants:', '', '| base | method | task | rate | chosen |', '|---|---|---|---|---|']
@@ -493,7 +450,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     text('table.tex', table_latex(rows))
     if any(r['variant'] != r['method'] for r in kept):
       text('table_tuned.md', tuned_markdown(kept))
-      best = pooled_rows(best_per_cell(kept))
+      best = pooled_rows(selection.best_per_cell(kept))
       text('table_best.md', table_markdown(best))
       text('table_best.csv', table_csv(best))
       text('table_best.tex', table_latex(best))
