@@ -167,6 +167,18 @@ def test_costs_are_relative_to_training():
   assert rows[0]['paper_percent'] == 10.7
 
 
+def test_total_compute_counts_each_original_once():
+  records = [_record('rem', 0.5, 1.0, wall=1800.0, train=3600.0),
+             _record('npo', 0.5, 1.0, wall=1800.0, train=3600.0),  # The same original.
+             _record('rem', 0.5, 1.0, wall=3600.0, train=7200.0, seed=1)]
+  total = reports.total_compute(records)
+  assert (total['runs'], total['originals']) == (3, 2)
+  assert (total['unlearning_s'], total['training_s']) == (7200.0, 10800.0)
+  assert reports.total_compute_markdown(total) == (
+      '\nTotal compute (unknown): 2.0 h unlearning in 3 runs, 3.0 h training 2 original models; '
+      '5.0 h in all.\n')
+
+
 def test_write_reports_writes_every_file_from_the_records(tmp_path):
   records = [_record('rem', 0.9, 0.9, rate=r) for r in (0.2, 1.0)]
   records += [_record('scrub', 0.5, 0.9, rate=0.2, variant=f'scrub(alpha={a})') for a in (1, 2)]

@@ -24,7 +24,7 @@ are listed in the preconditions table and left out of every other table and figu
 Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` and `table_tuned.md`
 (when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose
 method diverged: left out of everything else), `costs.{md,csv}` (unlearning wall time relative
-to training, the paper's A.8 next to it), `claims.md` (the paper's claims checked one by one,
+to training, the paper's A.8 next to it; the records' total compute under it), `claims.md` (the paper's claims checked one by one,
 `rem_jax.experiments.claims`; when the records span several tasks),
 `heatmap_<base>_<variant>.png` and `heatmaps.png`
 (regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
@@ -274,6 +274,25 @@ def costs_markdown(rows: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def total_compute(records: Sequence[dict]) -> dict:
+  """Wall time the records took: every unlearning run, and each original model once (later
+  sweeps that reuse a trained model add nothing)."""
+  trained = {r['original']: r['train'].get('wall_time_full_s') or r['train']['wall_time_s']
+             for r in records}
+  unlearning = sum(r['unlearn']['wall_time_s'] for r in records)
+  return {'runs': len(records), 'unlearning_s': unlearning, 'originals': len(trained),
+          'training_s': sum(trained.values()),
+          'devices': sorted({str(r.get('device', 'unknown')) for r in records})}
+
+
+def total_compute_markdown(total: dict) -> str:
+  hours = lambda seconds: f'{seconds / 3600:.1f} h'
+  return (f'\nTotal compute ({", ".join(total["devices"])}): {hours(total["unlearning_s"])} '
+          f'unlearning in {total["runs"]} runs, {hours(total["training_s"])} training '
+          f'{total["originals"]} original model{"s" * (total["originals"] != 1)}; '
+          f'{hours(total["unlearning_s"] + total["training_s"])} in all.\n')
+
+
 def costs_csv(rows: Sequence[dict]) -> str:
   out = io.StringIO()
   fields = ['base', 'method', 'runs', 'wall_time_s', 'percent_of_training',
@@ -457,7 +476,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
       text('claims.md', claims.claims_markdown(kept))
     costs = cost_rows(kept)
-    text('costs.md', costs_markdown(costs))
+    text('costs.md', costs_markdown(costs) + total_compute_markdown(total_compute(records)))
     text('costs.csv', costs_csv(costs))
     written += write_heatmaps(kept, outdir)
     written += write_dynamics(kept, outdir)
