@@ -8,12 +8,13 @@ Every number is in percent. Aggregation (SPEC §9): a run's Healed x Utility is 
 a table row pools every run of a (base, method) pair (regularities x discovery rates x seeds)
 and shows mean ± SEM (ddof 1). `table.*` (a benchmark's table (a)) has the pairs run on every
 seed of the records; one run on fewer (a tuning grid's variants, the ablations on seed 0) is
-named under it and tabulated in `table_tuned.md` and `claims.md`. Rows are sorted by Healed x Utility. "Best per cell" (the
-paper's Tables 5-9) first keeps, for each (base, method, task, rate), the hyperparameter
-variant with the best Healed x Utility averaged over the cell's seeds, then pools. It reads the
-test set and D_c to choose: an oracle, never a headline. "Tuned" (table (b) of a benchmark:
-`configs/cpu_map.py:tuned`) chooses the same way on the tuning grid's seeds by the training-data
-proxy Acc(D_r)·(1 − max(Acc(D_f), 0.2)) instead: a choice a practitioner could make.
+named under it and tabulated in `table_tuned.md` and `claims.md`. Rows are sorted by Healed x
+Utility. "Best per cell" (the paper's Tables 5-9) first keeps, for each (base, method, task,
+rate), the hyperparameter variant with the best Healed x Utility averaged over the cell's seeds,
+then pools. It reads the test set and D_c to choose: an oracle, never a headline. "Tuned" (table
+(b) of a benchmark: `configs/cpu_map.py:tuned`) chooses the same way on the tuning grid's seeds
+by the training-data proxy Acc(D_r)·(1 − max(Acc(D_f), 0.2)) instead: a choice a practitioner
+could make.
 
 Preconditions: a task only means something if the original model learned the corruption and
 the task. Per original model (base, task, seed), from its metrics before unlearning: test
@@ -24,10 +25,10 @@ are listed in the preconditions table and left out of every other table and figu
 Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` and `table_tuned.md`
 (when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose
 method diverged: left out of everything else), `costs.{md,csv}` (unlearning wall time relative
-to training, the paper's A.8 next to it; the records' total compute under it), `claims.md` (the paper's claims checked one by one,
-`rem_jax.experiments.claims`; when the records span several tasks),
-`heatmap_<base>_<variant>.png` and `heatmaps.png`
-(regularity rows x discovery-rate columns, a no-unlearning column at rate 0, like Fig. 1/10),
+to training, the paper's A.8 next to it; the records' total compute under it), `claims.md` (the
+paper's claims checked one by one, `rem_jax.experiments.claims`; when the records span several
+tasks), `heatmap_<base>_<variant>.png` and `heatmaps.png` (regularity rows x discovery-rate
+columns, a no-unlearning column at rate 0, like Fig. 1/10),
 `dynamics_<base>_<variant>_<task>.png` (REM's Fig. 5).
 """
 
@@ -180,7 +181,7 @@ def fewer_seeds_note(fewer: dict[tuple[str, str], list]) -> str:
   tuning = len(fewer) - len(untuned)
   parts = untuned + ([f'{tuning} hyperparameter variant{"s" * (tuning > 1)} (table_tuned.md)']
                     if tuning else [])
-  return ('\nRun on fewer seeds, so not pooled here: ' + '; '.join(parts) + '.\n')
+  return '\nRun on fewer seeds, so not pooled here: ' + '; '.join(parts) + '.\n'
 
 
 def uneven_cells_note(records: Sequence[dict]) -> str:
