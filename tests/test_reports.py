@@ -114,6 +114,9 @@ def test_tuned_chooses_by_training_data_on_the_tuning_seeds_only():
   chosen = selection.tuned(records)
   assert [(r['seed'], r['chosen'], r['variant']) for r in chosen] == [(0, lr(0.01), 'npo')]
   assert selection.best_per_cell(records[:3])[0]['chosen'] == 'npo'  # The oracle differs.
+  # table_best's oracle also reads only the tuning seeds: seed 1's default is left out.
+  oracle = selection.tuned(records, score=selection.healed_x_utility)
+  assert [(r['seed'], r['chosen']) for r in oracle] == [(0, 'npo')]
   text = reports.tuned_markdown(records)
   assert '| plain | npo | poison_trigger | 0.5 | npo(learning_rate=0.01) |' in text
   assert '| plain | npo | 1 | 30.00 | 90.00 | 27.00 |' in text       # Tuned, seed 0.

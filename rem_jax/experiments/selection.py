@@ -53,7 +53,9 @@ def tuned_seeds(records: Sequence[dict]) -> list:
   return sorted({r['seed'] for r in records if r['variant'] != r['method']})
 
 
-def tuned(records: Sequence[dict]) -> list[dict]:
-  """Table (b): on the tuning grid's seeds only, each cell's variant chosen by `proxy`."""
+def tuned(records: Sequence[dict], score: Callable[[dict], float] = proxy) -> list[dict]:
+  """Table (b): on the tuning grid's seeds only, each cell's variant chosen by `score`. Only
+  those seeds: elsewhere a cell holds just its default, and a choice between a variant's one
+  seed and the default's three would compare different draws."""
   seeds = tuned_seeds(records)
-  return best_per_cell([r for r in records if r['seed'] in seeds], score=proxy)
+  return best_per_cell([r for r in records if r['seed'] in seeds], score=score)
