@@ -105,9 +105,7 @@ def untuned_lead(records) -> tuple[str, str]:
   """REM at its defaults against every other method tuned per cell (a benchmark's table (b))."""
   seeds = selection.tuned_seeds(records)
   tuned = selection.tuned(records)
-  rivals = {m: _mean_sem([r['after']['healed_x_utility'] for r in tuned
-                          if r['base'] == 'plain' and r['method'] == m])
-            for m in _baselines(tuned, 'plain')}
+  rivals = {m: _pooled(tuned, 'plain', m) for m in _baselines(tuned, 'plain')}
   ours = _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'plain', 'rem')
                     if r['seed'] in seeds])
   if not rivals or math.isnan(ours[0]):

@@ -155,7 +155,7 @@ def pooled_rows(records: Sequence[dict]) -> list[dict]:
 
 
 def on_every_seed(records: Sequence[dict]) -> tuple[list[dict], dict[tuple[str, str], list]]:
-  """Table (a)'s records, and the (base, variant)s left out of it with their seeds.
+  """Table (a)'s records, and the records of each (base, variant) left out of it.
 
   Table (a) pools each (base, variant) run on every seed of the records. A tuning grid's
   variants and the ablations run on one seed: their means pool other cells than the rest's, so
@@ -164,11 +164,10 @@ def on_every_seed(records: Sequence[dict]) -> tuple[list[dict], dict[tuple[str, 
   every_seed = {r['seed'] for r in records}
   kept, fewer = [], {}
   for key, group in by_method(records).items():
-    seeds = sorted({r['seed'] for r in group})
-    if set(seeds) == every_seed:
+    if {r['seed'] for r in group} == every_seed:
       kept.extend(group)
     else:
-      fewer[key] = seeds
+      fewer[key] = group
   return kept, fewer
 
 
@@ -176,8 +175,8 @@ def fewer_seeds_note(fewer: dict[tuple[str, str], list]) -> str:
   """The line under table (a) that names what `on_every_seed` left out."""
   if not fewer:
     return ''
-  untuned = [f'{variant} ({base}, seeds {seeds})' for (base, variant), seeds in fewer.items()
-             if '(' not in variant]  # A variant's name is its method's, or method(settings).
+  untuned = [f'{variant} ({base}, seeds {sorted({r["seed"] for r in group})})'
+             for (base, variant), group in fewer.items() if variant == group[0]['method']]
   tuning = len(fewer) - len(untuned)
   parts = untuned + ([f'{tuning} hyperparameter variant{"s" * (tuning > 1)} (table_tuned.md)']
                     if tuning else [])
@@ -435,14 +434,14 @@ def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
             + preconditions_markdown(records, thresholds))
-  return table_a_markdown(kept)
+  return table_a(kept)[1]
 
 
-def table_a_markdown(records: Sequence[dict]) -> str:
-  """`table.md`: the pooled table of `on_every_seed`'s records, with its notes."""
-  table_a, fewer = on_every_seed(records)
-  return table_markdown(pooled_rows(table_a)) + uneven_cells_note(table_a) + fewer_seeds_note(
-      fewer)
+def table_a(records: Sequence[dict]) -> tuple[list[dict], str]:
+  """Table (a): the pooled rows of `on_every_seed`'s records, and `table.md` with its notes."""
+  kept, fewer = on_every_seed(records)
+  rows = pooled_rows(kept)
+  return rows, table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
 
 
 def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
@@ -464,8 +463,8 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
   text('preconditions.md', preconditions_markdown(records, thresholds))
   kept = passing(records, thresholds)
   if kept:
-    rows = pooled_rows(on_every_seed(kept)[0])
-    text('table.md', table_a_markdown(kept))
+    rows, markdown = table_a(kept)
+    text('table.md', markdown)
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
     if any(r['variant'] != r['method'] for r in kept):
