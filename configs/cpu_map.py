@@ -19,7 +19,9 @@ Grids:
 - no argument, table (a): plain base; poison trigger, inter-class confusion, random label swap;
   discovery rates 0.2, 0.5, 1.0; seeds 0, 1, 2; No UL, Retrain, CF, ascent, NPO, SCRUB, Bad
   Teacher, Potion, REM, each at its defaults (SPEC §7-8, `config_lib.cell_config`);
-- `etd`: the ETD base, same tasks, rates and seeds; ETD as trained and REM on it;
+- `etd`: the ETD base, same tasks, rates and seeds; ETD as trained and REM on it. The CPU
+  map's reports cut it (docs/benchmarks.md): it would add about 3.4 h to table (a)'s 6.6 h,
+  over the 8 h budget, and its seed-0 models miss the 0.5 test-accuracy floor at this scale;
 - `tuned`, table (b): seed 0 of the plain grid again, each method that has a learning rate at ½
   and 2 × its own default (the 1 × runs are table (a)'s), SCRUB also over alpha (0.001, 0.01,
   0.1) at each rate. It trains nothing: link table (a)'s trained models first,

@@ -109,6 +109,14 @@ def test_too_few_records_cannot_tell():
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
 
 
+def test_a_base_without_records_is_named_not_skipped():
+  plain_only = [r for r in _records(PAPER_WORLD) if r['base'] == 'plain']
+  evidence, verdict = claims.highest_pooled(plain_only)
+  assert evidence.endswith('; etd: no records') and verdict == claims.HOLDS
+  for check in (claims.etd_by_regularity, claims.rem_etd_trade):
+    assert check(plain_only) == (claims.NO_ETD, claims.UNCLEAR), check.__name__
+
+
 def test_the_cell_table_shows_each_metrics_mean_over_seeds_for_the_claims_methods():
   records = _records(PAPER_WORLD)
   assert records[0]['method'] == 'rem' and records[0]['discovery_rate'] == 0.2

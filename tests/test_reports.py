@@ -172,7 +172,8 @@ def test_costs_are_relative_to_training():
 
 def test_total_compute_counts_each_original_once():
   records = [_record('rem', 0.5, 1.0, wall=1800.0, train=3600.0),
-             _record('npo', 0.5, 1.0, wall=1800.0, train=3600.0),  # The same original.
+             # The same original, timed shorter where another sweep trained it again.
+             _record('npo', 0.5, 1.0, wall=1800.0, train=1800.0),
              _record('rem', 0.5, 1.0, wall=3600.0, train=7200.0, seed=1)]
   total = reports.total_compute(records)
   assert (total['runs'], total['originals']) == (3, 2)
@@ -180,6 +181,8 @@ def test_total_compute_counts_each_original_once():
   assert reports.total_compute_markdown(total) == (
       '\nTotal compute (unknown): 2.0 h unlearning in 3 runs, 3.0 h training 2 original models; '
       '5.0 h in all.\n')
+  assert reports.total_compute_markdown(total, of='table (a)').startswith(
+      '\nTotal compute of table (a) (unknown): 2.0 h')
 
 
 def test_write_reports_writes_every_file_from_the_records(tmp_path):

@@ -27,6 +27,7 @@ from rem_jax.methods import rem
 HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
 REGULARITY = regularity_lib.ROWS  # Each task's row of the map.
+NO_ETD = 'no ETD-base records that meet their preconditions'
 
 
 def _defaults(records, base: str, method: str) -> list[dict]:
@@ -93,6 +94,7 @@ def highest_pooled(records) -> tuple[str, str]:
   for base, rem, others in (('plain', 'rem', None), ('etd', 'rem_etd', ('etd',))):
     rivals = [m for m in (others or _baselines(records, base)) if _defaults(records, base, m)]
     if not _defaults(records, base, rem) or not rivals:
+      parts.append(f'{base}: no records')  # Named, so a verdict on one base says so.
       continue
     best = max(rivals, key=lambda m: _pooled(records, base, m)[0])
     ours, theirs = _pooled(records, base, rem), _pooled(records, base, best)
@@ -182,11 +184,15 @@ def potion(records) -> tuple[str, str]:
 def etd_by_regularity(records) -> tuple[str, str]:
   by_task = {t: _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'etd', 'etd')
                            if r['task'] == t]) for t in REGULARITY}
+  if not _defaults(records, 'etd', 'etd'):
+    return NO_ETD, UNCLEAR
   evidence = ', '.join(f'{REGULARITY[t]} {_show(v)}' for t, v in by_task.items())
   return f'ETD: {evidence}', compare(by_task['random_label_swap'], by_task['poison_trigger'])
 
 
 def rem_etd_trade(records) -> tuple[str, str]:
+  if not _defaults(records, 'etd', 'rem_etd'):
+    return NO_ETD, UNCLEAR
   healed = [_pooled(records, b, m, 'healed') for b, m in (('etd', 'rem_etd'), ('plain', 'rem'))]
   utility = [_pooled(records, b, m, 'utility') for b, m in (('etd', 'rem_etd'), ('plain', 'rem'))]
   evidence = (f'Healed {_show(healed[0])} (ETD base) vs {_show(healed[1])} (plain); Utility '
@@ -243,7 +249,8 @@ def ablations(records) -> tuple[str, str]:
 
 CLAIMS = (
     ('REM has the highest pooled H×U on both bases, without per-region tuning', highest_pooled,
-     'REM ahead of the best other method by more than both SEMs, on each base'),
+     'REM ahead of the best other method by more than both SEMs, on each base with records '
+     '(a base without them is named)'),
     ('REM needs no per-region tuning: at its defaults it leads the others tuned per cell',
      untuned_lead, 'on the tuning grid\'s seeds, REM at its defaults ahead of the best other '
      'method, each cell\'s variant chosen by the training-data proxy (table (b)), beyond both '

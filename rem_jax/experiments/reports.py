@@ -276,18 +276,24 @@ def costs_markdown(rows: Sequence[dict]) -> str:
 
 def total_compute(records: Sequence[dict]) -> dict:
   """Wall time the records took: every unlearning run, and each original model once (later
-  sweeps that reuse a trained model add nothing)."""
-  trained = {r['original']: r['train'].get('wall_time_full_s') or r['train']['wall_time_s']
-             for r in records}
+  sweeps that reuse a trained model add nothing), at the longest training time recorded for it
+  (sweeps that trained the same model in their own workdirs timed it apart), so a part of the
+  records never counts more than the whole."""
+  trained = collections.defaultdict(float)
+  for r in records:
+    trained[r['original']] = max(trained[r['original']],
+                                 r['train'].get('wall_time_full_s') or r['train']['wall_time_s'])
   unlearning = sum(r['unlearn']['wall_time_s'] for r in records)
   return {'runs': len(records), 'unlearning_s': unlearning, 'originals': len(trained),
           'training_s': sum(trained.values()),
           'devices': sorted({str(r.get('device', 'unknown')) for r in records})}
 
 
-def total_compute_markdown(total: dict) -> str:
+def total_compute_markdown(total: dict, of: str = '') -> str:
+  """One line; `of` names a part of the records (`'table (a)'`), else they are all."""
   hours = lambda seconds: f'{seconds / 3600:.1f} h'
-  return (f'\nTotal compute ({", ".join(total["devices"])}): {hours(total["unlearning_s"])} '
+  return (f'\nTotal compute{f" of {of}" if of else ""} ({", ".join(total["devices"])}): '
+          f'{hours(total["unlearning_s"])} '
           f'unlearning in {total["runs"]} runs, {hours(total["training_s"])} training '
           f'{total["originals"]} original model{"s" * (total["originals"] != 1)}; '
           f'{hours(total["unlearning_s"] + total["training_s"])} in all.\n')
@@ -477,7 +483,11 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
       text('claims.md', claims.claims_markdown(kept))
     costs = cost_rows(kept)
-    text('costs.md', costs_markdown(costs) + total_compute_markdown(total_compute(records)))
+    table_a_runs = on_every_seed(kept)[0]
+    text('costs.md', costs_markdown(costs)
+         + (total_compute_markdown(total_compute(table_a_runs), of='table (a)')
+            if len(table_a_runs) < len(records) else '')
+         + total_compute_markdown(total_compute(records)))
     text('costs.csv', costs_csv(costs))
     written += write_heatmaps(kept, outdir)
     written += write_dynamics(kept, outdir)
