@@ -305,6 +305,7 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
                          for r in sorted(group, key=lambda r: r['seed']))
     lines.append(f'| {task} | {rate} | {_mean(group, lambda r: r["regularity"]["score"])} | '
                  f'{per_seed} |')
+  lines += ['', order_line(rows)]
   lines += ['', '## Suspects: precision at k = |D_c \\ D_f| among D_r', '',
             '| task | rate | k | ' + ' | '.join(RANKINGS) + ' |',
             '|---|---|---|' + '---|' * len(RANKINGS)]
@@ -338,6 +339,27 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
   if end_to_end_rows:
     lines += ['', end_to_end_markdown(rows, end_to_end_rows, map_records)]
   return '\n'.join(lines).rstrip('\n') + '\n'
+
+
+def misordered(rows) -> tuple[int, list[tuple[int, float]]]:
+  """How many (seed, rate) pairs have all of the map's tasks diagnosed, and those whose scores
+  do not fall strictly in the map's row order (poison > inter-class > random swap)."""
+  scores = {}
+  for r in rows:
+    scores.setdefault((r['seed'], r['discovery_rate']), {})[r['task']] = r['regularity']['score']
+  complete = {pair: by_task for pair, by_task in sorted(scores.items())
+              if set(by_task) == set(cpu_map.TASKS)}
+  wrong = [pair for pair, by_task in complete.items()
+           if any(by_task[a] <= by_task[b] for a, b in zip(cpu_map.TASKS, cpu_map.TASKS[1:]))]
+  return len(complete), wrong
+
+
+def order_line(rows) -> str:
+  complete, wrong = misordered(rows)
+  line = (f'The score orders the tasks as the map\'s rows ({" > ".join(cpu_map.TASKS)}) on '
+          f'{complete - len(wrong)} of the {complete} (seed, rate) pairs with all three '
+          'diagnosed')
+  return line + (f'; not on {wrong}.' if wrong else '.')
 
 
 def regularity_scores(rows) -> dict[str, float]:

@@ -236,6 +236,23 @@ def test_the_committed_diagnosis_report_regenerates_from_its_records(tmp_path):
 
 
 
+def test_the_diagnosis_report_counts_the_seeds_whose_scores_leave_the_maps_order():
+  # Seed 0 in order, seed 1 with the swaps' scores crossed, seed 2 missing a task (not
+  # counted). In a subprocess, as below.
+  program = (
+      'import sys\n'
+      'sys.path.insert(0, "benchmarks")\n'
+      'import diagnose_map\n'
+      'scores = {0: (1.5, 0.5, 0.1), 1: (1.5, 0.1, 0.5), 2: (1.5, 0.5, None)}\n'
+      'rows = [{"seed": seed, "discovery_rate": 0.2, "task": task, "regularity": {"score": v}}\n'
+      '        for seed, values in scores.items()\n'
+      '        for task, v in zip(diagnose_map.cpu_map.TASKS, values) if v is not None]\n'
+      'print(diagnose_map.misordered(rows))\n')
+  result = subprocess.run([sys.executable, '-c', program], cwd=_COMMITTED.parent.parent,
+                          check=True, capture_output=True, text=True)
+  assert result.stdout.splitlines()[-1] == '(2, [(1, 0.2)])'
+
+
 def test_the_packaged_map_summary_is_the_committed_maps():
   # What a pip-installed diagnosis advises from (rem_jax/diagnosis/map_summary.json) is what
   # `benchmarks/diagnose_map.py --report --write_summary` makes of the committed records: the
