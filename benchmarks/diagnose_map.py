@@ -328,7 +328,9 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
         f'{_mean(group, lambda r: r["suspects"]["recall"])} |')
   lines += ['', '## Cost', '', f'Diagnosis wall time over the original training run: '
             f'{_mean(rows, lambda r: r["cost_over_training"])} (probes of '
-            f'{rows[0]["probe_steps"]} steps, 2 folds). Per record (a run that shared the 2 '
+            f'{rows[0]["probe_steps"]} steps, 2 folds); {len(rows)} diagnoses took '
+            f'{sum(r["wall_time_s"] for r in rows) / 3600:.1f} h in all. Per record (a run '
+            'that shared the 2 '
             'cores with another job took longer):', '',
             '| task | rate | seed | diagnosis s | training s | ratio |',
             '|---|---|---|---|---|---|']
