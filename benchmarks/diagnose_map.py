@@ -330,8 +330,7 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
             f'{_mean(rows, lambda r: r["cost_over_training"])} (probes of '
             f'{rows[0]["probe_steps"]} steps, 2 folds); {len(rows)} diagnoses took '
             f'{sum(r["wall_time_s"] for r in rows) / 3600:.1f} h in all. Per record (a run '
-            'that shared the 2 '
-            'cores with another job took longer):', '',
+            'that shared the 2 cores with another job took longer):', '',
             '| task | rate | seed | diagnosis s | training s | ratio |',
             '|---|---|---|---|---|---|']
   for (task, rate), group in ordered:

@@ -235,7 +235,6 @@ def test_the_committed_diagnosis_report_regenerates_from_its_records(tmp_path):
           == (_COMMITTED / 'diagnose_map.md').read_text())
 
 
-
 def test_the_diagnosis_report_counts_the_seeds_whose_scores_leave_the_maps_order():
   # Seed 0 in order, seed 1 with the swaps' scores crossed, seed 2 missing a task (not
   # counted). In a subprocess, as below.

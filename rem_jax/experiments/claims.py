@@ -182,10 +182,11 @@ def potion(records) -> tuple[str, str]:
 
 
 def etd_by_regularity(records) -> tuple[str, str]:
-  by_task = {t: _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'etd', 'etd')
-                           if r['task'] == t]) for t in REGULARITY}
-  if not _defaults(records, 'etd', 'etd'):
+  runs = _defaults(records, 'etd', 'etd')
+  if not runs:
     return NO_ETD, UNCLEAR
+  by_task = {t: _mean_sem([r['after']['healed_x_utility'] for r in runs if r['task'] == t])
+             for t in REGULARITY}
   evidence = ', '.join(f'{REGULARITY[t]} {_show(v)}' for t, v in by_task.items())
   return f'ETD: {evidence}', compare(by_task['random_label_swap'], by_task['poison_trigger'])
 
