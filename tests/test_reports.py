@@ -153,7 +153,7 @@ def test_the_overview_shows_defaults_on_every_seed_best_first():
   assert reports.overview_panels(records) == [('plain', 'npo'), ('plain', 'rem')]
   # Table (a) pools the same rows and names what it left out; the ablation keeps its own
   # heatmap and dynamics files, the tuning variant shows in table_tuned.md only.
-  text = reports.table_a(records)[1]
+  text = reports.table_a(records)[2]
   assert [line.split(' | ')[1] for line in text.splitlines() if line.startswith('| plain')] == [
       'npo', 'rem']
   assert text.endswith('Run on fewer seeds, so not pooled here: rem_no_redirect (plain, seeds '

@@ -440,14 +440,14 @@ def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
             + preconditions_markdown(records, thresholds))
-  return table_a(kept)[1]
+  return table_a(kept)[2]
 
 
-def table_a(records: Sequence[dict]) -> tuple[list[dict], str]:
-  """Table (a): the pooled rows of `on_every_seed`'s records, and `table.md` with its notes."""
+def table_a(records: Sequence[dict]) -> tuple[list[dict], list[dict], str]:
+  """Table (a): `on_every_seed`'s records, their pooled rows, and `table.md` with its notes."""
   kept, fewer = on_every_seed(records)
   rows = pooled_rows(kept)
-  return rows, table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
+  return kept, rows, table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
 
 
 def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
@@ -469,7 +469,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
   text('preconditions.md', preconditions_markdown(records, thresholds))
   kept = passing(records, thresholds)
   if kept:
-    rows, markdown = table_a(kept)
+    table_a_runs, rows, markdown = table_a(kept)
     text('table.md', markdown)
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
@@ -483,7 +483,6 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
       text('claims.md', claims.claims_markdown(kept))
     costs = cost_rows(kept)
-    table_a_runs = on_every_seed(kept)[0]
     text('costs.md', costs_markdown(costs)
          + (total_compute_markdown(total_compute(table_a_runs), of='table (a)')
             if len(table_a_runs) < len(records) else '')
