@@ -12,7 +12,8 @@ Setting (`CELL`; chosen by `benchmarks/map_search.py`, whose table is
 `benchmarks/results/map_search.md`): a seeded subset of 3,000 training images of the offline
 CIFAR-10 mirror, 150 of them corrupted (5 %; the paper corrupts 2 %), 2,000 test images; a
 capacity-0.5 ResNet-9 at width/4 trained 100 epochs (1,200 steps of 256, SGD lr 0.05 with the
-paper's schedule and augmentation): about 6.6 minutes per training run on 2 CPU cores. With
+paper's schedule and augmentation): 8.2 minutes per training run on 2 CPU cores, the mean of
+the 15 runs that trained the map's 9 models (`costs.md`; 307-790 s each in the records). With
 2,000 images one seed's poison model ended at test accuracy 0.496, under the 0.5 floor.
 
 Grids:
@@ -20,7 +21,7 @@ Grids:
   discovery rates 0.2, 0.5, 1.0; seeds 0, 1, 2; No UL, Retrain, CF, ascent, NPO, SCRUB, Bad
   Teacher, Potion, REM, each at its defaults (SPEC §7-8, `config_lib.cell_config`);
 - `etd`: the ETD base, same tasks, rates and seeds; ETD as trained and REM on it. The CPU
-  map's reports cut it (docs/benchmarks.md): it would add about 3.4 h to table (a)'s 6.6 h,
+  map's reports cut it (docs/benchmarks.md): it would add about 3.4 h to table (a)'s 6.9 h,
   over the 8 h budget, and its seed-0 models miss the 0.5 test-accuracy floor at this scale;
 - `tuned`, table (b): seed 0 of the plain grid again, each method that has a learning rate at ½
   and 2 × its own default (the 1 × runs are table (a)'s), SCRUB also over alpha (0.001, 0.01,

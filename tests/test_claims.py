@@ -2,6 +2,8 @@
 
 import itertools
 
+import pytest
+
 from rem_jax.experiments import claims
 
 TASKS = tuple(claims.REGULARITY)
@@ -22,47 +24,76 @@ PAPER_WORLD = {
     ('no_ul', 'poison_trigger'): (0.1, 0.1), ('no_ul', 'inter_class_confusion'): (0.2, 0.2),
     ('no_ul', 'random_label_swap'): (0.2, 0.2),
 }
+# H×U of the ETD base's methods, one value for every rate.
+ETD_WORLD = {('etd', 'poison_trigger'): 0.2, ('etd', 'random_label_swap'): 0.6,
+             ('etd', 'inter_class_confusion'): 0.4, ('rem_etd', 'poison_trigger'): 0.85,
+             ('rem_etd', 'random_label_swap'): 0.7, ('rem_etd', 'inter_class_confusion'): 0.75}
+# Unlearning wall time per run, in seconds of a 100-second training run (others: 10).
+WALL_S = {'rem': 35.0, 'retrain': 85.0}
+TUNED_WALL_S = 20.0  # A tuning variant's: not its default's, so a test can tell them apart.
 
 
-def _records(world, *, etd_world=None, seeds=(0, 1), ablation_gap=0.1, tuning_gain=0.05):
+def _records(world, *, etd_world=ETD_WORLD, seeds=(0, 1), ablation_gap=0.1, tuning_gain=0.05,
+             rem_etd=(0.95, 0.8)):
   """Records of `world`; on seed 0 CF and SCRUB also ran a tuning grid (table (b)): one variant
-  `tuning_gain` ahead with the better training-data proxy, one far ahead with a worse one."""
+  `tuning_gain` ahead with the better training-data proxy, one far ahead with a worse one. REM
+  returns its one iteration, which shows redirection. `rem_etd`: REM's (Healed, Utility) on
+  the ETD base."""
   records = []
   jitter = {0: -0.005, 1: 0.005}
   for (method, task), by_rate in world.items():
     for rate, seed in itertools.product(RATES, seeds):
       hxu = by_rate[RATES.index(rate)] + jitter[seed]
       record = {'base': 'plain', 'method': method, 'variant': method, 'task': task,
-                'discovery_rate': rate, 'seed': seed,
+                'discovery_rate': rate, 'seed': seed, 'train': {'wall_time_s': 100.0},
                 'after': {'healed_x_utility': hxu, 'healed': hxu, 'utility': 0.9},
-                'unlearn': {}}
+                'unlearn': {'wall_time_s': WALL_S.get(method, 10.0)}}
       if method == 'rem':
-        record['unlearn']['iterations'] = [{'corrupted_accuracy_shared_mask': 0.9,
-                                            'corrupted_accuracy_drop': 0.05 + jitter[seed]}]
+        record['unlearn'].update(best_iteration=1,
+                                 iterations=[_iteration(1, 0.9, 0.05 + jitter[seed])])
       records.append(record)
       if method in ('cf', 'scrub') and seed == 0:
         record['after'].update(retain_accuracy=0.9, forget_accuracy=0.1)
         for rate_setting, gain, retain in ((0.01, tuning_gain, 0.95), (0.0025, 0.9, 0.5)):
           records.append({**record, 'variant': f'{method}(learning_rate={rate_setting})',
                           'after': {**record['after'], 'healed_x_utility': hxu + gain,
-                                    'retain_accuracy': retain}})
+                                    'retain_accuracy': retain},
+                          'unlearn': {'wall_time_s': TUNED_WALL_S}})
       if method == 'rem' and seed == 0:
         for ablation in ('rem_no_redirect', 'rem_no_remove'):
           records.append({**record, 'method': ablation, 'variant': ablation,
                           'after': {**record['after'], 'healed_x_utility': hxu - ablation_gap}})
-  etd_world = etd_world or {('etd', 'poison_trigger'): 0.2, ('etd', 'random_label_swap'): 0.6,
-                            ('etd', 'inter_class_confusion'): 0.4,
-                            ('rem_etd', 'poison_trigger'): 0.85,
-                            ('rem_etd', 'random_label_swap'): 0.7,
-                            ('rem_etd', 'inter_class_confusion'): 0.75}
   for (method, task), hxu in etd_world.items():
     for rate, seed in itertools.product(RATES, seeds):
-      healed, utility = (0.95, 0.8) if method == 'rem_etd' else (hxu, 0.9)
+      healed, utility = rem_etd if method == 'rem_etd' else (hxu, 0.9)
       records.append({'base': 'etd', 'method': method, 'variant': method, 'task': task,
-                      'discovery_rate': rate, 'seed': seed, 'unlearn': {},
+                      'discovery_rate': rate, 'seed': seed, 'train': {'wall_time_s': 100.0},
+                      'unlearn': {'wall_time_s': 10.0},
                       'after': {'healed_x_utility': hxu + jitter[seed],
                                 'healed': healed + jitter[seed], 'utility': utility}})
   return records
+
+
+def _iteration(number, shared, drop):
+  """One iteration of REM's dynamics: accuracy on D_c against its corrupted labels with the
+  shared mask on and in drop mode."""
+  return {'iteration': number, 'corrupted_accuracy_shared_mask': shared,
+          'corrupted_accuracy_drop': drop}
+
+
+def _with_dynamics(records, task, returned, last):
+  """REM's runs on `task` return iteration 1, (shared, drop) `returned`, and run on to
+  iteration 2, `last`: a rule that read the last iteration would see `last`."""
+  for record in records:
+    if record['method'] == 'rem' and record['task'] == task:
+      record['unlearn'] = {**record['unlearn'], 'best_iteration': 1, 'iterations': [
+          _iteration(1, *returned), _iteration(2, *last)]}
+  return records
+
+
+def _turned(**cells):
+  """PAPER_WORLD with some (method, task) cells changed: `method__task=(at 0.2, at 1.0)`."""
+  return {**PAPER_WORLD, **{tuple(key.split('__')): value for key, value in cells.items()}}
 
 
 def _verdicts(records):
@@ -73,33 +104,113 @@ def _verdict(records, check):
   return dict(zip([c for _, c, _ in claims.CLAIMS], _verdicts(records)))[check]
 
 
+# For every rule, records that turn its verdict, each part of a two-part rule on its own; each
+# changes only what that rule reads.
+FAILING = (
+    # REM on the ETD base below ETD.
+    (claims.highest_pooled, lambda: _records(PAPER_WORLD, etd_world={
+        **ETD_WORLD, **{('rem_etd', task): 0.1 for task in TASKS}})),
+    # SCRUB tuned per cell 0.4 ahead with the better proxy, not the variant 0.9 ahead.
+    (claims.untuned_lead, lambda: _records(PAPER_WORLD, tuning_gain=0.4)),
+    # REM collapses in one cell.
+    (claims.no_collapse, lambda: _records(_turned(rem__random_label_swap=(0.05, 0.7)))),
+    # SCRUB does fine at the partial rates on the poison.
+    (claims.partial_discovery, lambda: _records(_turned(scrub__poison_trigger=(0.95, 0.95)))),
+    # Retrain, CF and SCRUB lose most at partial discovery on the random swap, not the poison.
+    (claims.partial_discovery, lambda: _records(_turned(
+        retrain__random_label_swap=(0.0, 0.9), cf__random_label_swap=(0.0, 0.9),
+        scrub__random_label_swap=(0.0, 0.9)))),
+    # Potion does well at low regularity.
+    (claims.potion, lambda: _records(_turned(potion__random_label_swap=(0.8, 0.8)))),
+    # Potion far below the methods' median on the poison at the lowest rate.
+    (claims.potion, lambda: _records(_turned(potion__poison_trigger=(0.0, 0.7)))),
+    # ETD does well at high regularity, fails at low.
+    (claims.etd_by_regularity, lambda: _records(PAPER_WORLD, etd_world={
+        **ETD_WORLD, ('etd', 'poison_trigger'): 0.6, ('etd', 'random_label_swap'): 0.2})),
+    # REM on the ETD base heals less than on the plain base (72.5).
+    (claims.rem_etd_trade, lambda: _records(PAPER_WORLD, rem_etd=(0.5, 0.8))),
+    # REM on the ETD base heals more and keeps more utility: no trade.
+    (claims.rem_etd_trade, lambda: _records(PAPER_WORLD, rem_etd=(0.95, 0.95))),
+    # On the random swap, the model REM returned keeps the corruption in drop mode; its last
+    # iteration would show redirection.
+    (claims.redirection, lambda: _with_dynamics(_records(PAPER_WORLD), 'random_label_swap',
+                                                returned=(0.1, 0.9), last=(0.9, 0.1))),
+    # The ablations beat REM.
+    (claims.ablations, lambda: _records(PAPER_WORLD, ablation_gap=-0.1)),
+)
+# For every rule, records whose gap lies within the SEMs (not records that lack the cells).
+UNDECIDED = (
+    # Retrain level with REM on the plain base.
+    (claims.highest_pooled, lambda: _records({
+        **PAPER_WORLD, **{('retrain', task): PAPER_WORLD[('rem', task)] for task in TASKS}})),
+    # SCRUB tuned per cell 72.3 on seed 0, REM at its defaults 72.0.
+    (claims.untuned_lead, lambda: _records(PAPER_WORLD, tuning_gain=0.27)),
+    # REM's worst cell 9.8 ± 0.5, the baselines' 10.0 ± 0.5.
+    (claims.no_collapse, lambda: _records(_turned(rem__random_label_swap=(0.098, 0.7)))),
+    # Retrain does as well at the partial rates as at 1.0 on the random swap.
+    (claims.partial_discovery, lambda: _records(_turned(retrain__random_label_swap=(0.4, 0.4)))),
+    # Potion 9.8 ± 0.5 at the lowest rate on the poison, the methods' median 10.
+    (claims.potion, lambda: _records(_turned(potion__poison_trigger=(0.098, 0.7)))),
+    # ETD level on the poison and the random swap.
+    (claims.etd_by_regularity, lambda: _records(PAPER_WORLD, etd_world={
+        **ETD_WORLD, ('etd', 'poison_trigger'): 0.6})),
+    # REM heals as much on the ETD base as on the plain base.
+    (claims.rem_etd_trade, lambda: _records(PAPER_WORLD, rem_etd=(0.725, 0.8))),
+    # On the random swap, the returned iteration's shared mask and drop mode level.
+    (claims.redirection, lambda: _with_dynamics(_records(PAPER_WORLD), 'random_label_swap',
+                                                returned=(0.5, 0.5), last=(0.9, 0.1))),
+    # The ablations level with REM.
+    (claims.ablations, lambda: _records(PAPER_WORLD, ablation_gap=0.0)),
+)
+
+
+def _case_id(case):
+  return case[0].__name__
+
+
 def test_every_claim_holds_in_the_papers_world():
   assert _verdicts(_records(PAPER_WORLD)) == [claims.HOLDS] * len(claims.CLAIMS)
   text = claims.claims_markdown(_records(PAPER_WORLD))
   assert text.count('**holds**') == len(claims.CLAIMS)
-  assert 'plain: rem 72.5 ± 2.1, best other retrain 48.3 ± 7.3' in text
+  # Each lead with the compute of the runs it compares.
+  assert ('plain: rem 72.5 ± 2.1 at 35.0 % of training, best other retrain 48.3 ± 7.3 at '
+          '85.0 % of training (holds on this base); etd: rem_etd ') in text
 
 
-def test_each_claim_fails_when_its_numbers_turn():
-  world = dict(PAPER_WORLD)
-  world[('scrub', 'poison_trigger')] = (0.95, 0.95)   # SCRUB: top, and fine at partial rates.
-  world[('rem', 'random_label_swap')] = (0.05, 0.7)   # REM collapses in one cell.
-  world[('potion', 'random_label_swap')] = (0.8, 0.8)  # Potion does well at low regularity.
-  records = _records(world, ablation_gap=-0.1)
-  for check in (claims.no_collapse, claims.partial_discovery, claims.potion, claims.ablations):
-    assert _verdict(records, check) == claims.FAILS, check.__name__
-  # SCRUB tuned per cell overtakes REM at its defaults; the proxy picks the variant 0.4 ahead,
-  # not the one 0.9 ahead with the worse proxy.
+def test_every_rule_can_fail_and_can_be_undecided():
+  rules = {check for _, check, _ in claims.CLAIMS}
+  assert {check for check, _ in FAILING} == {check for check, _ in UNDECIDED} == rules
+
+
+@pytest.mark.parametrize('case', FAILING, ids=_case_id)
+def test_each_claim_fails_when_its_numbers_turn(case):
+  check, records = case
+  assert _verdict(records(), check) == claims.FAILS
+
+
+@pytest.mark.parametrize('case', UNDECIDED, ids=_case_id)
+def test_each_claim_cannot_tell_when_its_gap_is_within_the_sems(case):
+  check, records = case
+  assert _verdict(records(), check) == claims.UNCLEAR
+
+
+def test_the_tuned_rival_is_the_proxys_choice_with_its_own_compute():
+  # The proxy picks SCRUB's variant 0.4 ahead, not the one 0.9 ahead with the worse proxy;
+  # the compute is that variant's, not the default's.
   records = _records(PAPER_WORLD, tuning_gain=0.4)
-  assert _verdict(records, claims.untuned_lead) == claims.FAILS
-  assert claims.untuned_lead(records)[0] == ('seeds [0]: rem at its defaults 72.0 ± 3.1, best '
-                                             'other tuned per cell scrub 85.3 ± 9.8')
-  etd = {('etd', 'poison_trigger'): 0.6, ('etd', 'random_label_swap'): 0.2,
-         ('etd', 'inter_class_confusion'): 0.4, ('rem_etd', 'poison_trigger'): 0.1,
-         ('rem_etd', 'random_label_swap'): 0.1, ('rem_etd', 'inter_class_confusion'): 0.1}
-  records = _records(PAPER_WORLD, etd_world=etd)
-  assert _verdict(records, claims.highest_pooled) == claims.FAILS  # REM (ETD) below ETD.
-  assert _verdict(records, claims.etd_by_regularity) == claims.FAILS  # ETD: high regularity.
+  assert claims.untuned_lead(records)[0] == (
+      'seeds [0]: rem at its defaults 72.0 ± 3.1 at 35.0 % of training, best other tuned per '
+      'cell scrub 85.3 ± 9.8 at 20.0 % of training')
+
+
+def test_redirection_reads_the_iteration_rem_returned():
+  # The returned iteration shows redirection on every task, the last one on none.
+  records = _records(PAPER_WORLD)
+  for task in TASKS:
+    _with_dynamics(records, task, returned=(0.9, 0.1), last=(0.1, 0.9))
+  evidence, verdict = claims.redirection(records)
+  assert verdict == claims.HOLDS
+  assert evidence.startswith('high: shared mask 90.0 ± 0.0 vs drop mode 10.0 ± 0.0; ')
 
 
 def test_too_few_records_cannot_tell():
@@ -109,10 +220,17 @@ def test_too_few_records_cannot_tell():
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
 
 
-def test_a_base_without_records_is_named_not_skipped():
+def test_a_base_without_records_is_named_and_cannot_tell():
   plain_only = [r for r in _records(PAPER_WORLD) if r['base'] == 'plain']
   evidence, verdict = claims.highest_pooled(plain_only)
-  assert evidence.endswith('; etd: no records') and verdict == claims.HOLDS
+  # "On both bases" with one base checked: the plain base's verdict shows, the claim's waits.
+  assert '(holds on this base); etd: no records' in evidence and verdict == claims.UNCLEAR
+  # Where the checked base already fails, the missing one cannot save the claim.
+  etd_only = [r for r in _records(PAPER_WORLD, etd_world={
+      **ETD_WORLD, **{('rem_etd', task): 0.1 for task in TASKS}}) if r['base'] == 'etd']
+  assert claims.highest_pooled(etd_only) == (
+      'plain: no records; etd: rem_etd 10.0 ± 0.2 at 10.0 % of training, best other etd '
+      '40.0 ± 4.9 at 10.0 % of training (does not hold on this base)', claims.FAILS)
   for check in (claims.etd_by_regularity, claims.rem_etd_trade):
     assert check(plain_only) == (claims.NO_ETD, claims.UNCLEAR), check.__name__
 
@@ -138,8 +256,9 @@ def test_the_ablation_table_sets_each_variant_beside_rem_and_the_best_baseline()
   records = _records(PAPER_WORLD)
   for record in records:  # REM's own redirection: its ablations' runs show none.
     if record['method'] == 'rem_no_redirect':
-      record['unlearn'] = {'iterations': [{'corrupted_accuracy_shared_mask': 0.02,
-                                           'corrupted_accuracy_drop': 0.04}]}
+      # It returned its first iteration; the last one must not show.
+      record['unlearn'] = {'best_iteration': 1, 'iterations': [_iteration(1, 0.02, 0.04),
+                                                               _iteration(2, 0.5, 0.6)]}
   text = claims.claims_markdown(records).split('## REM and its ablations, seed 0')[1]
   # Seed 0 only: H×U 0.8 - 0.005; each ablation 0.1 behind; Potion the best baseline there.
   assert ('| poison_trigger (high) | 0.2 | potion 69.5 | 79.5 | 90 / 5 | 69.5 | 2 / 4 | 69.5 '

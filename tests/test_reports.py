@@ -170,19 +170,48 @@ def test_costs_are_relative_to_training():
   assert rows[0]['paper_percent'] == 10.7
 
 
-def test_total_compute_counts_each_original_once():
+def test_total_compute_counts_each_training_run_once():
   records = [_record('rem', 0.5, 1.0, wall=1800.0, train=3600.0),
-             # The same original, timed shorter where another sweep trained it again.
+             # A sweep that reused the trained model: its training adds nothing.
+             _record('ascent', 0.5, 1.0, wall=0.0, train=3600.0),
+             # A sweep that trained the same model again in its own workdir: a second run.
              _record('npo', 0.5, 1.0, wall=1800.0, train=1800.0),
              _record('rem', 0.5, 1.0, wall=3600.0, train=7200.0, seed=1)]
   total = reports.total_compute(records)
-  assert (total['runs'], total['originals']) == (3, 2)
-  assert (total['unlearning_s'], total['training_s']) == (7200.0, 10800.0)
+  assert (total['runs'], total['originals'], total['trainings']) == (4, 2, 3)
+  assert (total['unlearning_s'], total['training_s']) == (7200.0, 12600.0)
   assert reports.total_compute_markdown(total) == (
-      '\nTotal compute (unknown): 2.0 h unlearning in 3 runs, 3.0 h training 2 original models; '
-      '5.0 h in all.\n')
-  assert reports.total_compute_markdown(total, of='table (a)').startswith(
-      '\nTotal compute of table (a) (unknown): 2.0 h')
+      '\nTotal compute (unknown): 2.0 h unlearning in 4 runs, 3.5 h training 2 original models '
+      'in 3 runs (mean 4200 s); 5.5 h in all.\n')
+  part = reports.total_compute(records[:2])
+  assert (part['trainings'], part['training_s']) == (1, 3600.0)
+  assert reports.total_compute_markdown(part, of='table (a)').startswith(
+      '\nTotal compute of table (a) (unknown): 0.5 h unlearning in 2 runs, 1.0 h training 1 '
+      'original model in 1 run (mean 3600 s)')
+
+
+def test_costs_name_no_table_a_compute_where_table_a_has_no_runs(tmp_path):
+  # Each method ran on one seed only: nothing runs on every seed, so table (a) is empty.
+  records = [_record('scrub', 0.5, 0.9, variant='scrub(alpha=1)'),
+             _record('rem', 0.5, 0.9, seed=1)]
+  reports.write_reports(records, tmp_path)
+  costs = (tmp_path / 'costs.md').read_text()
+  assert 'of table (a)' not in costs
+  assert '\nTotal compute (unknown): 0.0 h unlearning in 2 runs' in costs
+
+
+def test_the_oracle_table_says_it_is_one_in_every_format(tmp_path):
+  records = [_record('scrub', 0.5, 0.9, variant=f'scrub(alpha={a})') for a in (1, 2)]
+  records += [_record('scrub', 0.5, 0.9, seed=seed) for seed in (0, 1)]
+  reports.write_reports(records, tmp_path)
+  read = lambda name: (tmp_path / name).read_text()
+  assert read('table_best.md').startswith(reports.ORACLE)
+  header, row = read('table_best.csv').splitlines()[:2]
+  assert header.endswith(',chosen_by') and row.endswith(f',{reports.ORACLE}')
+  assert (r'\multicolumn{6}{l}{Best per cell by H$\times$U (an oracle: it reads the test set '
+          r'and D\_c)} \\') in read('table_best.tex')
+  # Table (a) chose nothing: no label.
+  assert 'chosen_by' not in read('table.csv') and 'multicolumn' not in read('table.tex')
 
 
 def test_write_reports_writes_every_file_from_the_records(tmp_path):

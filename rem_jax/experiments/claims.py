@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rem_jax.diagnosis import regularity as regularity_lib
+from rem_jax.experiments import records as records_lib
 from rem_jax.experiments import selection
 from rem_jax.methods import rem
 
@@ -45,6 +46,11 @@ def _mean_sem(values) -> tuple[float, float]:
 
 def _pooled(records, base, method, metric='healed_x_utility'):
   return _mean_sem([r['after'][metric] for r in _defaults(records, base, method)])
+
+
+def _compute(runs) -> str:
+  """The runs' mean unlearning wall time in percent of training: what a lead costs."""
+  return f'{np.mean([records_lib.percent_of_training(r) for r in runs]):.1f} % of training'
 
 
 def _cells(records, base, method) -> dict[tuple, tuple[float, float]]:
@@ -90,17 +96,23 @@ def _at(cell) -> str:
 
 
 def highest_pooled(records) -> tuple[str, str]:
+  """REM against the best other method on each base; a base without records cannot tell, as
+  the claim is about both."""
   parts, verdicts = [], []
   for base, rem, others in (('plain', 'rem', None), ('etd', 'rem_etd', ('etd',))):
     rivals = [m for m in (others or _baselines(records, base)) if _defaults(records, base, m)]
     if not _defaults(records, base, rem) or not rivals:
-      parts.append(f'{base}: no records')  # Named, so a verdict on one base says so.
+      parts.append(f'{base}: no records')
+      verdicts.append(UNCLEAR)
       continue
     best = max(rivals, key=lambda m: _pooled(records, base, m)[0])
     ours, theirs = _pooled(records, base, rem), _pooled(records, base, best)
     verdicts.append(compare(ours, theirs))
-    parts.append(f'{base}: {rem} {_show(ours)}, best other {best} {_show(theirs)}')
-  return '; '.join(parts) or 'no records', combine(verdicts)
+    parts.append(f'{base}: {rem} {_show(ours)} at '
+                 f'{_compute(_defaults(records, base, rem))}, best other {best} '
+                 f'{_show(theirs)} at {_compute(_defaults(records, base, best))} '
+                 f'({verdicts[-1]} on this base)')
+  return '; '.join(parts), combine(verdicts)
 
 
 def untuned_lead(records) -> tuple[str, str]:
@@ -108,13 +120,14 @@ def untuned_lead(records) -> tuple[str, str]:
   seeds = selection.tuned_seeds(records)
   tuned = selection.tuned(records)
   rivals = {m: _pooled(tuned, 'plain', m) for m in _baselines(tuned, 'plain')}
-  ours = _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'plain', 'rem')
-                    if r['seed'] in seeds])
+  rem_runs = [r for r in _defaults(records, 'plain', 'rem') if r['seed'] in seeds]
+  ours = _mean_sem([r['after']['healed_x_utility'] for r in rem_runs])
   if not rivals or math.isnan(ours[0]):
     return 'no tuning grid (configs/cpu_map.py:tuned)', UNCLEAR
   best = max(rivals, key=lambda m: rivals[m][0])
-  return (f'seeds {seeds}: rem at its defaults {_show(ours)}, best other tuned per cell {best} '
-          f'{_show(rivals[best])}', compare(ours, rivals[best]))
+  return (f'seeds {seeds}: rem at its defaults {_show(ours)} at {_compute(rem_runs)}, best '
+          f'other tuned per cell {best} {_show(rivals[best])} at '
+          f'{_compute(_defaults(tuned, "plain", best))}', compare(ours, rivals[best]))
 
 
 def no_collapse(records) -> tuple[str, str]:
@@ -201,15 +214,23 @@ def rem_etd_trade(records) -> tuple[str, str]:
   return evidence, combine([compare(*healed), compare(utility[1], utility[0])])
 
 
+def returned_iteration(record: dict) -> dict | None:
+  """The dynamics of the iteration whose model the run returned, or None without dynamics. REM
+  returns its `best_iteration` (the best training-data proxy), often not the last."""
+  unlearn = record.get('unlearn', {})
+  return next((it for it in unlearn.get('iterations') or []
+               if it['iteration'] == unlearn['best_iteration']), None)
+
+
 def redirection(records) -> tuple[str, str]:
   parts, verdicts = [], []
   for task, regularity in REGULARITY.items():
-    last = [r['unlearn']['iterations'][-1] for r in _defaults(records, 'plain', 'rem')
-            if r['task'] == task and r.get('unlearn', {}).get('iterations')]
-    if not last:
+    returned = [it for r in _defaults(records, 'plain', 'rem') if r['task'] == task
+                for it in [returned_iteration(r)] if it]
+    if not returned:
       continue
-    shared = _mean_sem([it['corrupted_accuracy_shared_mask'] for it in last])
-    drop = _mean_sem([it['corrupted_accuracy_drop'] for it in last])
+    shared = _mean_sem([it['corrupted_accuracy_shared_mask'] for it in returned])
+    drop = _mean_sem([it['corrupted_accuracy_drop'] for it in returned])
     parts.append(f'{regularity}: shared mask {_show(shared)} vs drop mode {_show(drop)}')
     verdicts.append(compare(shared, drop))
   return '; '.join(parts) or 'no REM dynamics', combine(verdicts)
@@ -250,8 +271,8 @@ def ablations(records) -> tuple[str, str]:
 
 CLAIMS = (
     ('REM has the highest pooled H×U on both bases, without per-region tuning', highest_pooled,
-     'REM ahead of the best other method by more than both SEMs, on each base with records '
-     '(a base without them is named)'),
+     'REM ahead of the best other method by more than both SEMs on each base; a base without '
+     'records cannot tell'),
     ('REM needs no per-region tuning: at its defaults it leads the others tuned per cell',
      untuned_lead, 'on the tuning grid\'s seeds, REM at its defaults ahead of the best other '
      'method, each cell\'s variant chosen by the training-data proxy (table (b)), beyond both '
@@ -268,7 +289,8 @@ CLAIMS = (
     ('REM on the ETD base trades utility for healing against REM on the plain base',
      rem_etd_trade, 'Healed higher and Utility lower beyond the SEMs'),
     ('Redirection: D_c\'s corrupted labels live in the shared mask, not in drop mode, per task',
-     redirection, 'last iteration: shared-mask accuracy beats drop mode beyond the SEMs per task'),
+     redirection, 'at the iteration REM returned (its best proxy): shared-mask accuracy beats '
+     'drop mode beyond the SEMs per task'),
     ('rem_no_redirect and rem_no_remove lose H×U against REM where REM wins (Table 2)',
      ablations, 'REM ahead of each ablation on every seed-0 cell where REM has the best H×U'),
 )
@@ -311,9 +333,9 @@ def cells_markdown(records: Sequence[dict]) -> str:
 
 def ablation_cells_markdown(records: Sequence[dict]) -> str:
   """Seed 0's cells of REM and its ablations, in percent: each one's H×U, the best baseline's
-  (where REM wins, Table 2's claim applies), and at each run's last iteration its accuracy on
-  D_c against the corrupted labels with the shared mask on and in drop mode (redirection at
-  work: high, then low). Empty without ablation records."""
+  (where REM wins, Table 2's claim applies), and at the iteration each run returned its
+  accuracy on D_c against the corrupted labels with the shared mask on and in drop mode
+  (redirection at work: high, then low). Empty without ablation records."""
   by_cell = _seed0_runs(records)
   if not any(m in rem.ABLATIONS for runs in by_cell.values() for m in runs):
     return ''
@@ -331,9 +353,9 @@ def ablation_cells_markdown(records: Sequence[dict]) -> str:
         if run is None:
           cells += ['n/a', 'n/a']
           continue
-        last = (run.get('unlearn', {}).get('iterations') or [{}])[-1]
-        shared, drop = (last.get(k) for k in ('corrupted_accuracy_shared_mask',
-                                              'corrupted_accuracy_drop'))
+        returned = returned_iteration(run) or {}
+        shared, drop = (returned.get(k) for k in ('corrupted_accuracy_shared_mask',
+                                                  'corrupted_accuracy_drop'))
         cells += [f'{100 * run["after"]["healed_x_utility"]:.1f}',
                   'n/a' if shared is None else f'{100 * shared:.0f} / {100 * drop:.0f}']
       lines.append(f'| {task} ({REGULARITY[task]}) | {rate} | ' + ' | '.join(cells) + ' |')
@@ -353,7 +375,8 @@ def claims_markdown(records: Sequence[dict]) -> str:
           + cells_markdown(records) + _section(
               'REM and its ablations, seed 0',
               'H×U in %; "shared / drop": accuracy on D_c against its corrupted labels at the '
-              'last iteration, with the shared forget mask on and in drop mode.',
+              'iteration the run returned (its best proxy), with the shared forget mask on and '
+              'in drop mode.',
               ablation_cells_markdown(records)))
 
 

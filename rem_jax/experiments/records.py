@@ -45,3 +45,15 @@ def run_record(config: Mapping, *, mesh, train: dict | None = None, before: dict
     record.update(after=after, unlearn=unlearned.record, model=describe(unlearned.model))
   return {**record, **context, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
           **environment(), 'num_devices': mesh.size}
+
+
+def training_seconds(record: Mapping) -> float:
+  """Wall time of the training run that made the record's original model (all of it, where
+  the run was resumed)."""
+  return record['train'].get('wall_time_full_s') or record['train']['wall_time_s']
+
+
+def percent_of_training(record: Mapping) -> float:
+  """The run's unlearning wall time in percent of its original model's training run: the
+  paper's cost measure (appendix A.8)."""
+  return 100 * record['unlearn']['wall_time_s'] / training_seconds(record)

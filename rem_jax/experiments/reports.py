@@ -53,6 +53,7 @@ from rem_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-po
 from rem_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import claims  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import selection  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -62,6 +63,10 @@ METRICS = (('healed', 'Healed'), ('utility', 'Utility'), ('healed_x_utility', 'H
 # Unlearning time relative to training, the paper's appendix A.8 (percent).
 PAPER_COST_PERCENT = {'bad_teacher': 24.7, 'scrub': 14.0, 'rem': 10.7, 'potion': 9.1,
                       'npo': 0.2, 'ascent': 0.2}
+
+
+# What every copy of table_best says: it chose by the test set, so it is never a headline.
+ORACLE = 'Best per cell by H×U (an oracle: it reads the test set and D_c)'
 
 
 mean_sem = metrics.mean_sem  # Its home is rem_jax.metrics; the tables call it by this name.
@@ -219,26 +224,33 @@ def table_markdown(rows: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def table_csv(rows: Sequence[dict]) -> str:
+def table_csv(rows: Sequence[dict], label: str = '') -> str:
+  """The rows as CSV; a `label` (how the rows were chosen: `ORACLE`) goes in a column of its
+  own on every row, so no reader of the file can miss it."""
+  labelled = lambda cells, value: cells + ([value] if label else [])
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
-  writer.writerow(['base', 'method', 'runs'] + [f'{k}_{s}' for k, _ in METRICS
-                                                 for s in ('mean', 'sem')])
+  writer.writerow(labelled(['base', 'method', 'runs'] + [f'{k}_{s}' for k, _ in METRICS
+                                                         for s in ('mean', 'sem')], 'chosen_by'))
   for row in rows:
-    writer.writerow([row['base'], row['method'], row['runs']]
-                    + [f'{v:.4f}' for key, _ in METRICS for v in row[key]])
+    writer.writerow(labelled([row['base'], row['method'], row['runs']]
+                             + [f'{v:.4f}' for key, _ in METRICS for v in row[key]], label))
   return out.getvalue()
 
 
-def table_latex(rows: Sequence[dict]) -> str:
-  escape = lambda text: str(text).replace('_', r'\_')
+def table_latex(rows: Sequence[dict], label: str = '') -> str:
+  """The rows as a LaTeX tabular; a `label` (`ORACLE`) is its last row, under the rule."""
+  escape = lambda text: str(text).replace('_', r'\_').replace('×', r'$\times$')
   lines = [r'\begin{tabular}{llr' + 'r' * len(METRICS) + '}', r'\toprule',
-           'Base & Method & Runs & ' + ' & '.join(
-               name.replace('×', r'$\times$') for _, name in METRICS) + r' \\', r'\midrule']
+           'Base & Method & Runs & ' + ' & '.join(escape(name) for _, name in METRICS)
+           + r' \\', r'\midrule']
   for row in rows:
     lines.append(f'{escape(row["base"])} & {escape(row["method"])} & {row["runs"]} & '
                  + ' & '.join(_cell(row[key], r' $\pm$ ') for key, _ in METRICS) + r' \\')
-  lines += [r'\bottomrule', r'\end{tabular}']
+  lines.append(r'\bottomrule')
+  if label:
+    lines.append(f'\\multicolumn{{{3 + len(METRICS)}}}{{l}}{{{escape(label)}}} \\\\')
+  lines.append(r'\end{tabular}')
   return '\n'.join(lines) + '\n'
 
 
@@ -249,12 +261,11 @@ def cost_rows(records: Sequence[dict]) -> list[dict]:
   for (base, variant), group in groups.items():
     percents, percents_no_eval, seconds = [], [], []
     for record in group:
-      train_s = record['train'].get('wall_time_full_s') or record['train']['wall_time_s']
       wall = record['unlearn']['wall_time_s']
       no_eval = record['unlearn'].get('wall_time_without_evaluation_s', wall)
       seconds.append(wall)
-      percents.append(100 * wall / train_s)
-      percents_no_eval.append(100 * no_eval / train_s)
+      percents.append(records_lib.percent_of_training(record))
+      percents_no_eval.append(100 * no_eval / records_lib.training_seconds(record))
     rows.append({'base': base, 'method': variant, 'runs': len(group),
                  'wall_time_s': float(np.mean(seconds)),
                  'percent_of_training': float(np.mean(percents)),
@@ -275,27 +286,28 @@ def costs_markdown(rows: Sequence[dict]) -> str:
 
 
 def total_compute(records: Sequence[dict]) -> dict:
-  """Wall time the records took: every unlearning run, and each original model once (later
-  sweeps that reuse a trained model add nothing), at the longest training time recorded for it
-  (sweeps that trained the same model in their own workdirs timed it apart), so a part of the
-  records never counts more than the whole."""
-  trained = collections.defaultdict(float)
-  for r in records:
-    trained[r['original']] = max(trained[r['original']],
-                                 r['train'].get('wall_time_full_s') or r['train']['wall_time_s'])
+  """Wall time the records took: every unlearning run, and every training run of their original
+  models, each once however many records read it. Every training records its own time, so an
+  original recorded with two times was trained twice (a sweep trained it again in a workdir
+  that lacked it) and both count; a sweep that reuses a trained model adds nothing. A part of
+  the records never counts more than the whole."""
+  trainings = {(r['original'], records_lib.training_seconds(r)) for r in records}
   unlearning = sum(r['unlearn']['wall_time_s'] for r in records)
-  return {'runs': len(records), 'unlearning_s': unlearning, 'originals': len(trained),
-          'training_s': sum(trained.values()),
+  return {'runs': len(records), 'unlearning_s': unlearning,
+          'originals': len({original for original, _ in trainings}),
+          'trainings': len(trainings), 'training_s': sum(s for _, s in trainings),
           'devices': sorted({str(r.get('device', 'unknown')) for r in records})}
 
 
 def total_compute_markdown(total: dict, of: str = '') -> str:
   """One line; `of` names a part of the records (`'table (a)'`), else they are all."""
   hours = lambda seconds: f'{seconds / 3600:.1f} h'
+  plural = lambda count, noun: f'{count} {noun}{"s" * (count != 1)}'
   return (f'\nTotal compute{f" of {of}" if of else ""} ({", ".join(total["devices"])}): '
-          f'{hours(total["unlearning_s"])} '
-          f'unlearning in {total["runs"]} runs, {hours(total["training_s"])} training '
-          f'{total["originals"]} original model{"s" * (total["originals"] != 1)}; '
+          f'{hours(total["unlearning_s"])} unlearning in {total["runs"]} runs, '
+          f'{hours(total["training_s"])} training {plural(total["originals"], "original model")} '
+          f'in {plural(total["trainings"], "run")} '
+          f'(mean {total["training_s"] / total["trainings"]:.0f} s); '
           f'{hours(total["unlearning_s"] + total["training_s"])} in all.\n')
 
 
@@ -476,16 +488,16 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     if any(r['variant'] != r['method'] for r in kept):
       text('table_tuned.md', tuned_markdown(kept))
       best = pooled_rows(selection.tuned(kept, score=selection.healed_x_utility))
-      text('table_best.md', f'Best per cell by H×U (an oracle: it reads the test set and D_c), '
-                            f'seeds {selection.tuned_seeds(kept)}:\n\n' + table_markdown(best))
-      text('table_best.csv', table_csv(best))
-      text('table_best.tex', table_latex(best))
+      text('table_best.md', f'{ORACLE}, seeds {selection.tuned_seeds(kept)}:\n\n'
+           + table_markdown(best))
+      text('table_best.csv', table_csv(best, ORACLE))
+      text('table_best.tex', table_latex(best, ORACLE))
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
       text('claims.md', claims.claims_markdown(kept))
     costs = cost_rows(kept)
     text('costs.md', costs_markdown(costs)
          + (total_compute_markdown(total_compute(table_a_runs), of='table (a)')
-            if len(table_a_runs) < len(records) else '')
+            if 0 < len(table_a_runs) < len(records) else '')
          + total_compute_markdown(total_compute(records)))
     text('costs.csv', costs_csv(costs))
     written += write_heatmaps(kept, outdir)
