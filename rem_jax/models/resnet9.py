@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from rem_jax.models import common
+from rem_jax.models import cpu_lowering
 from rem_jax.models import masking
 
 FULL_TRUNK_WIDTHS = (64, 128, 256, 128)
@@ -41,17 +42,22 @@ class ConvBN(nn.Module):
   strides: int = 1
   padding: Any = 'SAME'
   dtype: Any = jnp.float32
+  cpu_lowering: bool | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
+    lowered = cpu_lowering.enabled(self.cpu_lowering)
     x = nn.Conv(
         self.features, (self.kernel_size, self.kernel_size), strides=self.strides,
         padding=self.padding,
         kernel_init=common.torch_uniform(self.kernel_size**2 * self.fan_in_channels),
-        bias_init=nn.initializers.zeros, dtype=self.dtype, name='conv')(x)
+        bias_init=nn.initializers.zeros, dtype=self.dtype,
+        conv_general_dilated=cpu_lowering.conv_general_dilated if lowered else None,
+        name='conv')(x)
     # Flax momentum = 1 - PyTorch momentum (0.1).
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     dtype=self.dtype, name='bn')(x)
+    norm = cpu_lowering.BatchNorm if lowered else nn.BatchNorm
+    x = norm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+             name='bn')(x)
     return jax.nn.celu(x, alpha=CELU_ALPHA)
 
 
@@ -66,6 +72,9 @@ class ResNet9(nn.Module):
       paper's ETD / expanded model is capacity 0.5 + expansion 0.5.
     width_multiplier: scales every width (trunk and inner) before the split; tests use 1/8.
     dtype: computation dtype (bfloat16 on GPU); parameters are always float32.
+    cpu_lowering: whether to compute BatchNorm, the max-pool and the stride-2 convolution with
+      `cpu_lowering`'s rewrites (the same function, lowered faster by XLA CPU); None (default):
+      when JAX's default backend is the CPU. Parameters and statistics are the same either way.
 
   Inputs: images (batch, H, W, 3), normalised floats, H = W >= 12 (32 in the paper); mask
   (batch, mask_size), 0/1, float or bool, or None when mask_size is 0. Logits are float32.
@@ -75,6 +84,7 @@ class ResNet9(nn.Module):
   expansion: float = 0.0
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
+  cpu_lowering: bool | None = None
 
   def __post_init__(self):
     common.check_model_fields('ResNet9', capacity=self.capacity, expansion=self.expansion,
@@ -126,7 +136,13 @@ class ResNet9(nn.Module):
     inner = self.inner_widths
 
     def conv_bn(features, kernel, fan_in, name, **kwargs):
-      return ConvBN(features, kernel, fan_in, dtype=self.dtype, name=name, **kwargs)
+      return ConvBN(features, kernel, fan_in, dtype=self.dtype, cpu_lowering=self.cpu_lowering,
+                    name=name, **kwargs)
+
+    def max_pool(x):
+      if cpu_lowering.enabled(self.cpu_lowering):
+        return cpu_lowering.max_pool_2x2(x)
+      return nn.max_pool(x, (2, 2), strides=(2, 2))
 
     x = conv_bn(trunk[0], 3, 3, 'conv1')(images, train)
     x = masking.mask_extra_units(x, banks[0])
@@ -136,7 +152,7 @@ class ResNet9(nn.Module):
     h = conv_bn(trunk[1], 3, inner[0], 'res1_b')(h, train)
     x = masking.mask_extra_units(x + h, banks[1])
     x = conv_bn(trunk[2], 3, full[1], 'conv3')(x, train)
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool(x)
     x = masking.mask_extra_units(x, banks[2])
     h = conv_bn(inner[1], 3, full[2], 'res2_a')(x, train)
     h = conv_bn(trunk[2], 3, inner[1], 'res2_b')(h, train)
