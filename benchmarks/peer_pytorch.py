@@ -2,12 +2,16 @@
 
     pip install -e '.[peer]'                  # PyTorch: a benchmark-only extra
     python benchmarks/peer_pytorch.py         # CPU: full-width ResNet-9, batch 128 and 512
+    python benchmarks/peer_pytorch.py --width_multiplier=0.25 --batch_sizes=256 \
+        --output=benchmarks/results/peer_pytorch_cpu_width4.json   # the CPU map's widths
 
 Both sides run the full-width ResNet-9 of SPEC §4 (written here from the spec) in float32 on a
 device-resident uint8 batch: gather → per-example random crop (zero padding 4) and flip →
 normalise → forward → cross-entropy → backward → SGD with momentum 0.9 and coupled L2 5e-4. The
 rem_jax side is `benchmarks/throughput.py`'s `CompiledStep` (the library's real train step);
-PyTorch runs in NCHW and in channels_last. The implementations take turns, `--rounds` times
+PyTorch runs in NCHW and in channels_last; on CPU rem_jax also runs with XLA's own lowerings
+(`cpu_lowering=False`, what it ran before `rem_jax.models.cpu_lowering`), and PyTorch's OpenMP
+threads wait passively (`OMP_WAIT_POLICY`, see `main`). The implementations take turns, `--rounds` times
 `--steps` steps each, so a noisy neighbour slows all of them alike; the median step time of
 each is reported, and the ratio rem_jax / PyTorch in images per second (above 1: rem_jax is
 faster). The machine's float32 matmul peak (a 2048² matmul under `jax.jit`) is printed for
@@ -29,6 +33,7 @@ import jax.numpy as jnp
 import throughput  # benchmarks/throughput.py: this script's own folder is on sys.path.
 from rem_jax import files, sharding
 from rem_jax.data import pipeline
+from rem_jax.models import ResNet9
 from rem_jax.models.common import scale_width
 from rem_jax.models.resnet9 import FULL_TRUNK_WIDTHS
 
@@ -144,19 +149,24 @@ class TorchStep:
 
 
 def compare(torch, batch_size: int, mesh, *, rounds: int, steps: int,
-            dtype_name: str = 'float32', device: str = 'cpu', model=None) -> dict:
+            dtype_name: str = 'float32', device: str = 'cpu', model=None,
+            xla_lowering: bool = False) -> dict:
   """Median seconds per step of each implementation, taking turns.
 
   `model`: a narrower rem_jax ResNet-9 (capacity 1.0) for both sides; default the full width.
+  `xla_lowering`: also run rem_jax with `cpu_lowering=False` ('rem_jax_xla_lowering': XLA's own
+  lowerings, what rem_jax ran before `rem_jax.models.cpu_lowering`).
   """
   width = 1.0 if model is None else model.width_multiplier
   peers = lambda channels_last: TorchStep(torch, batch_size, channels_last, device=device,
                                           dtype_name=dtype_name, width_multiplier=width)
-  implementations = {
-      'rem_jax': throughput.CompiledStep('resnet9_full', dtype_name, batch_size, mesh, model),
-      'pytorch_nchw': peers(False),
-      'pytorch_channels_last': peers(True),
-  }
+  jax_step = lambda model: throughput.CompiledStep('resnet9_full', dtype_name, batch_size, mesh,
+                                                   model)
+  implementations = {'rem_jax': jax_step(model)}
+  if xla_lowering:
+    model = model or ResNet9(dtype=throughput.DTYPES[dtype_name])
+    implementations['rem_jax_xla_lowering'] = jax_step(model.clone(cpu_lowering=False))
+  implementations.update(pytorch_nchw=peers(False), pytorch_channels_last=peers(True))
   # The same architecture: the parameter counts agree exactly (a cheap check of the PyTorch side).
   torch_parameters = sum(p.numel() for p in implementations['pytorch_nchw'].model.parameters())
   if torch_parameters != implementations['rem_jax'].parameters:
@@ -174,8 +184,13 @@ def compare(torch, batch_size: int, mesh, *, rounds: int, steps: int,
     rows[name] = {'step_s': round(median, 5), 'images_per_s': round(batch_size / median, 1),
                   'step_s_per_round': [round(s, 5) for s in seconds]}
   jax_rate = rows['rem_jax']['images_per_s']
-  return {'batch_size': batch_size, 'dtype': dtype_name, 'parameters': torch_parameters,
-          'results': rows,
+  ratios = {}
+  if xla_lowering:
+    ratios['rem_jax_xla_lowering_over_pytorch_channels_last'] = round(
+        rows['rem_jax_xla_lowering']['images_per_s']
+        / rows['pytorch_channels_last']['images_per_s'], 3)
+  return {'batch_size': batch_size, 'dtype': dtype_name, 'width_multiplier': width,
+          'parameters': torch_parameters, 'results': rows, **ratios,
           'rem_jax_over_pytorch_nchw': round(jax_rate / rows['pytorch_nchw']['images_per_s'], 3),
           'rem_jax_over_pytorch_channels_last': round(
               jax_rate / rows['pytorch_channels_last']['images_per_s'], 3)}
@@ -183,6 +198,11 @@ def compare(torch, batch_size: int, mesh, *, rounds: int, steps: int,
 
 def main(argv):
   del argv
+  # Idle OpenMP threads of PyTorch spin for a while after each parallel region (libgomp's
+  # default), taking the cores from the next implementation's turn: measured here, they cut
+  # rem_jax's rate by a third. Passive waiting treats every turn alike. Set before the import:
+  # libgomp reads it once.
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   try:
     import torch  # pylint: disable=g-import-not-at-top  (an optional extra)
   except ImportError:
@@ -193,17 +213,22 @@ def main(argv):
   mesh = sharding.make_mesh()
   device = jax.devices()[0]
   peak = matmul_gflops()
-  comparisons = [compare(torch, batch_size, mesh, rounds=values.rounds, steps=values.steps)
+  model = ResNet9(width_multiplier=values.width_multiplier)
+  comparisons = [compare(torch, batch_size, mesh, rounds=values.rounds, steps=values.steps,
+                         model=model, xla_lowering=device.platform == 'cpu')
                  for batch_size in batch_sizes]
   print(f'float32 matmul (2048², jax.jit): {peak:.0f} GFLOP/s; torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads')
-  print('batch | rem_jax img/s | PyTorch NCHW img/s | PyTorch channels_last img/s | '
-        'rem_jax/NCHW | rem_jax/channels_last')
+  print(f'width {values.width_multiplier:g}: batch | rem_jax img/s | rem_jax with XLA\'s '
+        'lowerings | PyTorch NCHW img/s | PyTorch channels_last img/s | rem_jax/NCHW | '
+        'rem_jax/channels_last | XLA\'s lowerings/channels_last')
   for c in comparisons:
     r = c['results']
     print(f"{c['batch_size']} | {r['rem_jax']['images_per_s']} | "
+          f"{r.get('rem_jax_xla_lowering', {}).get('images_per_s')} | "
           f"{r['pytorch_nchw']['images_per_s']} | {r['pytorch_channels_last']['images_per_s']} | "
-          f"{c['rem_jax_over_pytorch_nchw']} | {c['rem_jax_over_pytorch_channels_last']}")
+          f"{c['rem_jax_over_pytorch_nchw']} | {c['rem_jax_over_pytorch_channels_last']} | "
+          f"{c.get('rem_jax_xla_lowering_over_pytorch_channels_last')}")
   output = pathlib.Path(values.output or
                         f'benchmarks/results/peer_pytorch_{device.platform}.json')
   files.write_json_atomic(output, {
@@ -211,6 +236,7 @@ def main(argv):
       'device': f'{device.platform}: {device.device_kind}', 'cpu_count': os.cpu_count(),
       'jax': jax.__version__, 'torch': torch.__version__,
       'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
+      'omp_wait_policy': os.environ['OMP_WAIT_POLICY'],
       'matmul_float32_gflop_s': round(peak, 1), 'comparisons': comparisons})
   print(f'wrote {output}', file=sys.stderr)
 
@@ -218,6 +244,8 @@ def main(argv):
 def _define_flags() -> None:
   """Defined only when run as a script, so `benchmarks/gpu_check.py` can import `compare`."""
   flags.DEFINE_list('batch_sizes', ['128', '512'], 'Batch sizes to compare.')
+  flags.DEFINE_float('width_multiplier', 1.0, "Both sides' ResNet-9 widths (capacity 1.0); the "
+                     "CPU map's is 0.25.")
   flags.DEFINE_integer('steps', 3, 'Timed steps per turn.')
   flags.DEFINE_integer('rounds', 3, 'Turns per implementation, interleaved.')
   flags.DEFINE_string('output', '', 'JSON path; default benchmarks/results/'

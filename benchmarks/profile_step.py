@@ -1,18 +1,24 @@
-"""Where the train step's time goes: XLA's own per-operation trace of `throughput.CompiledStep`.
+"""Where a step's time goes: XLA's own per-operation trace, and each layer alone against PyTorch.
 
-    python benchmarks/profile_step.py                                # full-width ResNet-9, 128
-    PYTHONPATH=../before python benchmarks/profile_step.py --label=before \
-        --output=benchmarks/results/profile_step_cpu_before.json     # another checkout's rem_jax
+    python benchmarks/profile_step.py                       # full-width ResNet-9, batch 128
+    python benchmarks/profile_step.py --width_multiplier=0.25 --capacity=0.5 --batch_size=256 \
+        --output=benchmarks/results/profile_step_cpu_map.json        # the CPU map's train step
+    python benchmarks/profile_step.py --width_multiplier=0.25 --capacity=0.5 --batch_size=256 \
+        --step=rem_repair --output=benchmarks/results/profile_step_cpu_map_rem.json  # REM Step 3
+    ... --cpu_lowering=off --label=xla                      # XLA's own lowerings (the "before")
 
-Runs --steps steps of the real train step (gather, augmentation, forward, backward, update) under
+Runs --steps steps of the real train step (gather, augmentation, forward, backward, update; or
+with --step=rem_repair REM's repair + redirect step on the model expanded to full width) under
 `jax.profiler`, sums every executed operation's duration from the trace (on CPU: XLA's thunks,
 e.g. `convolution.3`, `loop_fusion.12`, `copy.7`), and prints per step: the top operations, and
 the same grouped by kind (the name without its number), each with its share of the step's
 summed operation time. Without YNN fusions XLA CPU's convolution thunks leave no trace events of
-their own (the step's time minus the traced operations is theirs), so --convolutions (default
-on, full-width float32) also times each convolution layer alone, forward and both gradients, in
-XLA and, if installed, in PyTorch channels_last. Writes JSON with the device, XLA_FLAGS and the
-label.
+their own (the step's time minus the traced operations is theirs), so --per_op (default on, the
+train step in float32) also times each convolution and each BatchNorm + CELU layer of the model
+alone, forward and gradients, three ways: XLA's lowering, rem_jax's CPU lowering
+(`rem_jax.models.cpu_lowering`) and, if installed, PyTorch channels_last. --cpu_lowering picks
+the step's model's lowering (auto: on when the backend is the CPU). Writes JSON with the device,
+XLA_FLAGS and the label.
 """
 
 import collections
@@ -32,24 +38,41 @@ import jax
 import throughput  # benchmarks/: this script's own folder is on sys.path.
 import rem_jax
 from rem_jax import files, sharding
+from rem_jax.models import ResNet9
 
 _MODEL = flags.DEFINE_enum('model', 'resnet9_full', list(throughput.MODELS), 'The network.')
+_WIDTH = flags.DEFINE_float(
+    'width_multiplier', 1.0, 'A ResNet-9 at this width (configs/cpu_map.py: 0.25) instead of '
+    "--model's full width; with --capacity.")
+_CAPACITY = flags.DEFINE_float('capacity', 1.0, 'Base capacity of the --width_multiplier model '
+                               '(the CPU map: 0.5).')
+_CPU_LOWERING = flags.DEFINE_enum(
+    'cpu_lowering', 'auto', ['auto', 'on', 'off'], "The ResNet-9's `cpu_lowering` (auto: None).")
+_STEP = flags.DEFINE_enum(
+    'step', 'train', ['train', 'rem_repair'], "Which step: the train step, or REM's repair + "
+    'redirect step (Step 3) on the model expanded to full width, as `rem.rem` runs it.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', list(throughput.DTYPES), 'Its dtype.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Batch size.')
 _STEPS = flags.DEFINE_integer('steps', 2, 'Profiled steps (after a compiling and a warm step).')
 _TOP = flags.DEFINE_integer('top', 15, 'Rows per table.')
 _LABEL = flags.DEFINE_string('label', '', 'What this profile shows (e.g. before, after).')
 _OUTPUT = flags.DEFINE_string('output', 'benchmarks/results/profile_step_cpu.json', 'JSON path.')
-_CONVOLUTIONS = flags.DEFINE_bool(
-    'convolutions', True, "Also time each of the full-width ResNet-9's convolutions (forward, "
-    'input and weight gradients) in XLA and, if installed, in PyTorch channels_last: without '
-    "YNN fusions XLA CPU's convolution thunks leave no trace events of their own.")
+_PER_OP = flags.DEFINE_bool(
+    'per_op', True, "Also time each of the ResNet-9's convolutions and BatchNorm + CELU layers "
+    "alone (forward and gradients) in XLA's lowering, rem_jax's CPU lowering and, if "
+    "installed, PyTorch channels_last: without YNN fusions XLA CPU's convolution thunks leave "
+    'no trace events of their own (train step, float32).')
 
-# The full-width ResNet-9's convolutions on 32x32 images (SPEC §4): (name, input size, in and
-# out channels, kernel, stride, padding, count).
-CONVOLUTIONS = (('conv1', 32, 3, 64, 3, 1, 1, 1), ('conv2', 32, 64, 128, 5, 2, 2, 1),
-                ('res1', 16, 128, 128, 3, 1, 1, 2), ('conv3', 16, 128, 256, 3, 1, 1, 1),
-                ('res2', 8, 256, 256, 3, 1, 1, 2), ('conv4', 8, 256, 128, 3, 1, 0, 1))
+def convolution_layers(model) -> tuple[tuple, ...]:
+  """A ResNet-9's convolutions on 32x32 images (SPEC §4), from its widths: (name, input size,
+  in and out channels, kernel, stride, padding, count)."""
+  t0, t1, t2, t3 = (b + e for b, e in zip(model.base_widths, model.extra_widths))
+  i0, i1 = model.inner_widths
+  layers = (('conv1', 32, 3, t0, 3, 1, 1), ('conv2', 32, t0, t1, 5, 2, 2),
+            ('res1_a', 16, t1, i0, 3, 1, 1), ('res1_b', 16, i0, t1, 3, 1, 1),
+            ('conv3', 16, t1, t2, 3, 1, 1), ('res2_a', 8, t2, i1, 3, 1, 1),
+            ('res2_b', 8, i1, t2, 3, 1, 1), ('conv4', 8, t2, t3, 3, 1, 0))
+  return tuple((*layer, 1) for layer in layers)
 
 
 def _median_time(fn, repeats: int = 5) -> float:
@@ -62,46 +85,106 @@ def _median_time(fn, repeats: int = 5) -> float:
   return sorted(times)[len(times) // 2]
 
 
-def convolution_times(batch: int) -> list[dict]:
-  """Seconds per call of each convolution's forward + both gradients, XLA and PyTorch."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+def _torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top  (an optional extra)
   except ImportError:
-    torch = None
+    return None
+  return torch
+
+
+def convolution_times(model, batch: int) -> list[dict]:
+  """Seconds per call of each of `model`'s convolutions, forward + weight gradient (+ input
+  gradient, except for conv1, whose input is the images): XLA's lowering, rem_jax's CPU
+  lowering (`cpu_lowering.conv_general_dilated`) and PyTorch channels_last (if installed)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rem_jax.models import cpu_lowering  # pylint: disable=g-import-not-at-top
+  torch = _torch()
   rows = []
-  for name, size, c_in, c_out, kernel, stride, padding, count in CONVOLUTIONS:
+  for name, size, c_in, c_out, kernel, stride, padding, count in convolution_layers(model):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, size, size, c_in), np.float32)
     w = rng.standard_normal((kernel, kernel, c_in, c_out), np.float32) * 0.05
     out = (size + 2 * padding - kernel) // stride + 1
     g = rng.standard_normal((batch, out, out, c_out), np.float32)
+    wrt = (1,) if name == 'conv1' else (0, 1)
+    row = {'name': name, 'count': count}
+    for column, conv in (('xla_s', jax.lax.conv_general_dilated),
+                         ('rem_jax_s', cpu_lowering.conv_general_dilated)):
 
-    def loss(x, w):
-      y = jax.lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-      return jnp.sum(y * g)
+      def loss(x, w, conv=conv):
+        y = conv(x, w, (stride, stride), [(padding, padding)] * 2,
+                 dimension_numbers=jax.lax.conv_dimension_numbers(
+                     x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC')))
+        return jnp.sum(y * g)
 
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    xj, wj = jnp.asarray(x), jnp.asarray(w)
-    row = {'name': name, 'count': count,
-           'xla_s': _median_time(lambda: jax.block_until_ready(grads(xj, wj)))}
+      grads = jax.jit(jax.grad(loss, argnums=wrt))
+      xj, wj = jnp.asarray(x), jnp.asarray(w)
+      row[column] = _median_time(lambda: jax.block_until_ready(grads(xj, wj)))
     if torch is not None:
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
-          memory_format=torch.channels_last).requires_grad_()
+          memory_format=torch.channels_last).requires_grad_(name != 'conv1')
       wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(
           memory_format=torch.channels_last).requires_grad_()
       gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+      inputs = (wt,) if name == 'conv1' else (xt, wt)
 
       def torch_step():
         y = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)
-        torch.autograd.grad((y * gt).sum(), (xt, wt))
+        torch.autograd.grad((y * gt).sum(), inputs)
 
       row['pytorch_channels_last_s'] = _median_time(torch_step)
-      row['xla_over_pytorch_time'] = round(row['xla_s'] / row['pytorch_channels_last_s'], 2)
     rows.append(row)
   return rows
+
+
+def batchnorm_times(model, batch: int) -> list[dict]:
+  """Seconds per call of BatchNorm (train mode) then CELU on each of `model`'s conv outputs,
+  forward and gradients (input, scale, bias): flax's nn.BatchNorm, rem_jax's CPU lowering
+  (`cpu_lowering.BatchNorm`) and PyTorch channels_last BatchNorm2d + CELU (if installed)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rem_jax.models import cpu_lowering, resnet9  # pylint: disable=g-import-not-at-top
+  torch = _torch()
+  rows = []
+  for name, size, _, c_out, kernel, stride, padding, count in convolution_layers(model):
+    out = (size + 2 * padding - kernel) // stride + 1
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, out, out, c_out), np.float32) + 0.5
+    g = rng.standard_normal(x.shape, np.float32)
+    row = {'name': name, 'shape': list(x.shape), 'count': count}
+    for column, norm in (('xla_s', nn.BatchNorm), ('rem_jax_s', cpu_lowering.BatchNorm)):
+      layer = norm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+      variables = layer.init(jax.random.key(0), x[:2])
+
+      def loss(x, params, layer=layer, variables=variables):
+        y, _ = layer.apply({**variables, 'params': params}, x, mutable=['batch_stats'])
+        return jnp.sum(jax.nn.celu(y, resnet9.CELU_ALPHA) * g)
+
+      grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
+      xj = jnp.asarray(x)
+      row[column] = _median_time(
+          lambda: jax.block_until_ready(grads(xj, variables['params'])))  # pylint: disable=cell-var-from-loop
+    if torch is not None:
+      layer = torch.nn.Sequential(torch.nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1),
+                                  torch.nn.CELU(resnet9.CELU_ALPHA))
+      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
+          memory_format=torch.channels_last).requires_grad_()
+      gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+      inputs = (xt, *layer.parameters())
+      row['pytorch_channels_last_s'] = _median_time(
+          lambda: torch.autograd.grad((layer(xt) * gt).sum(), inputs))  # pylint: disable=cell-var-from-loop
+    rows.append(row)
+  return rows
+
+
+def per_op_totals(rows: list[dict]) -> dict:
+  """Each column's seconds per step: Σ count · seconds per call."""
+  columns = ('xla_s', 'rem_jax_s', 'pytorch_channels_last_s')
+  return {column: round(sum(r[column] * r['count'] for r in rows), 4) for column in columns
+          if all(column in r for r in rows)}
 
 
 def operation_times(trace_dir: str) -> collections.Counter:
@@ -128,9 +211,83 @@ def table(totals: collections.Counter, steps: int, top: int, total_us: float) ->
            'share': round(us / total_us, 4)} for name, us in totals.most_common(top)]
 
 
+class RepairStep:
+  """REM's repair + redirect step (`rem.repair_step`, Step 3) as `rem.rem` runs it: `model`
+  expanded to full width (1 - capacity extra), the shared forget mask on a fifth of the batch,
+  drop-mode passes on the base network; `run` times steps of it like `CompiledStep.run`."""
+
+  def __init__(self, model, batch_size: int, mesh):
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from rem_jax import optim  # pylint: disable=g-import-not-at-top
+    from rem_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    from rem_jax.methods import common, rem  # pylint: disable=g-import-not-at-top
+    from rem_jax.models import init_variables  # pylint: disable=g-import-not-at-top
+    expanded = model.clone(expansion=rem.default_expansion(model.capacity))
+    variables = init_variables(expanded, jax.random.key(0))
+    optimizer = optim.OptimizerSettings('sgd', 0.005)
+    self.setup = rem.Setup(model=expanded, p_mem=rem.DEFAULT_P_MEM, optimizer=optimizer,
+                           image_shape=(32, 32, 3))
+    self.reference = sharding.replicate(variables, mesh)
+    self.state = rem.with_mask_seed(
+        common.start_state(variables, optimizer, jax.random.key(1), mesh, 1000), 0, mesh)
+    rng = np.random.default_rng(0)
+    self.images = sharding.replicate(rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
+                                     mesh)
+    in_forget = np.arange(batch_size) % 5 == 0
+    self.in_forget = sharding.replicate(jnp.asarray(in_forget), mesh)
+    view = pipeline.View(self.images, np.arange(batch_size, dtype=np.int32),
+                         rng.integers(0, 10, batch_size).astype(np.int32),
+                         np.zeros(batch_size, bool))
+    self.batch = view.batch(np.arange(batch_size), mesh)
+    self.parameters = int(sum(x.size for x in jax.tree.leaves(variables['params'])))
+    self.run(1)  # Compiles.
+
+  def run(self, steps: int) -> float:
+    from rem_jax.methods import rem  # pylint: disable=g-import-not-at-top
+    began = time.perf_counter()
+    for _ in range(steps):
+      self.state, _ = rem.repair_step(self.setup, self.state, self.images, self.batch,
+                                      self.reference, self.in_forget, self.in_forget)
+    jax.block_until_ready(self.state)
+    return (time.perf_counter() - began) / steps
+
+
+def model_name() -> str:
+  """What the flags profile, e.g. `resnet9 width 0.25 capacity 0.5, rem_repair`."""
+  if _WIDTH.value == 1.0 and _CAPACITY.value == 1.0:
+    name = _MODEL.value
+  elif not _MODEL.value == 'resnet9_full':
+    raise app.UsageError('--width_multiplier and --capacity: use --model=resnet9_full.')
+  else:
+    name = f'resnet9 width {_WIDTH.value:g} capacity {_CAPACITY.value:g}'
+  return name if _STEP.value == 'train' else f'{name}, {_STEP.value}'
+
+
+def profiled_model():
+  """The ResNet-9 the flags name; None for the ViT."""
+  if not _MODEL.value.startswith('resnet9'):
+    if (_WIDTH.value, _CAPACITY.value, _STEP.value) != (1.0, 1.0, 'train'):
+      raise app.UsageError('--width_multiplier, --capacity and --step=rem_repair need a '
+                           'ResNet-9 --model.')
+    return None
+  capacity = _CAPACITY.value if _MODEL.value == 'resnet9_full' else 0.5
+  lowering = {'auto': None, 'on': True, 'off': False}[_CPU_LOWERING.value]
+  return ResNet9(capacity=capacity, width_multiplier=_WIDTH.value, cpu_lowering=lowering,
+                 dtype=throughput.DTYPES[_DTYPE.value])
+
+
+def make_step(mesh):
+  """The step the flags name (see `model_name`)."""
+  if _STEP.value == 'rem_repair':
+    return RepairStep(profiled_model(), _BATCH.value, mesh)
+  return throughput.CompiledStep(_MODEL.value, _DTYPE.value, _BATCH.value, mesh,
+                                 profiled_model())
+
+
 def main(argv):
   del argv
-  step = throughput.CompiledStep(_MODEL.value, _DTYPE.value, _BATCH.value, sharding.make_mesh())
+  step = make_step(sharding.make_mesh())
   step.run(1)
   began = time.perf_counter()
   step_s = step.run(_STEPS.value)
@@ -149,7 +306,8 @@ def main(argv):
     kinds[kind(name)] += us
   result = {
       'label': _LABEL.value, 'rem_jax': str(pathlib.Path(rem_jax.__file__).parent),
-      'model': _MODEL.value, 'dtype': _DTYPE.value, 'batch_size': _BATCH.value,
+      'model': model_name(), 'width_multiplier': _WIDTH.value, 'capacity': _CAPACITY.value,
+      'step': _STEP.value, 'cpu_lowering': _CPU_LOWERING.value, 'dtype': _DTYPE.value, 'batch_size': _BATCH.value,
       'step_s': round(step_s, 4), 'measured_s': round(time.perf_counter() - began, 2),
       'operations_s_per_step': round(total_us / 1e6 / _STEPS.value, 4),
       'by_kind': table(kinds, _STEPS.value, _TOP.value, total_us),
@@ -157,26 +315,26 @@ def main(argv):
       'device': str(jax.devices()[0].device_kind), 'cpu_count': os.cpu_count(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__,
       'command': ' '.join(['python'] + sys.argv)}
-  if _CONVOLUTIONS.value and _MODEL.value == 'resnet9_full' and _DTYPE.value == 'float32':
-    rows = convolution_times(_BATCH.value)
-    result['convolutions'] = rows
-    result['convolutions_xla_s_per_step'] = round(sum(r['xla_s'] * r['count'] for r in rows), 4)
-    if all('pytorch_channels_last_s' in r for r in rows):
-      result['convolutions_pytorch_channels_last_s_per_step'] = round(
-          sum(r['pytorch_channels_last_s'] * r['count'] for r in rows), 4)
-  print(f'{_MODEL.value} {_DTYPE.value} batch {_BATCH.value}: {step_s:.3f} s/step, operations '
+  if _PER_OP.value and _DTYPE.value == 'float32' and _STEP.value == 'train':
+    model = profiled_model()
+    for title, timer in (('convolutions', convolution_times), ('batchnorms', batchnorm_times)):
+      rows = timer(model, _BATCH.value)
+      result[title] = rows
+      result[f'{title}_s_per_step'] = per_op_totals(rows)
+  print(f'{model_name()} {_DTYPE.value} batch {_BATCH.value}: {step_s:.3f} s/step, operations '
         f'{result["operations_s_per_step"]:.3f} s/step ({_LABEL.value or "this checkout"})')
   for title in ('by_kind', 'top_operations'):
     print(f'\n{title}:')
     for row in result[title]:
       print(f'{row["s_per_step"]:>9.4f} s  {100 * row["share"]:5.1f} %  {row["name"][:90]}')
-  if 'convolutions' in result:
-    print('\nconvolutions (forward + input and weight gradients, s per call):')
-    for row in result['convolutions']:
-      print(f'{row["name"]:<6} x{row["count"]} XLA {row["xla_s"]:.4f}  PyTorch channels_last '
+  for title in ('convolutions', 'batchnorms'):
+    if title not in result:
+      continue
+    print(f'\n{title} (forward and gradients, s per call): XLA | rem_jax | PyTorch channels_last')
+    for row in result[title]:
+      print(f'{row["name"]:<7} {row["xla_s"]:.4f} | {row["rem_jax_s"]:.4f} | '
             f'{row.get("pytorch_channels_last_s", float("nan")):.4f}')
-    print(f'all convolutions of a step: XLA {result["convolutions_xla_s_per_step"]} s, PyTorch '
-          f'{result.get("convolutions_pytorch_channels_last_s_per_step")} s')
+    print(f'per step: {result[f"{title}_s_per_step"]}')
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), result)
   print(f'wrote {_OUTPUT.value}', file=sys.stderr)
 
