@@ -4,6 +4,9 @@
     python launch.py --config=configs/cpu_map.py:etd --workdir=workdirs/cpu_map/etd
     python launch.py --config=configs/cpu_map.py:tuned --workdir=workdirs/cpu_map/tuned
     python launch.py --config=configs/cpu_map.py:ablations --workdir=workdirs/cpu_map/ablations
+    python launch.py --config=configs/cpu_map.py:proportions --workdir=workdirs/cpu_map/proportions
+    python launch.py --config=configs/cpu_map.py:proportions,inter_class \
+        --workdir=workdirs/cpu_map/proportions_inter_class
     python -m rem_jax.experiments.reports --outdir=benchmarks/results/cpu_map \
         --results=workdirs/cpu_map/plain/results.jsonl,workdirs/cpu_map/etd/results.jsonl,\
 workdirs/cpu_map/tuned/results.jsonl,workdirs/cpu_map/ablations/results.jsonl
@@ -30,6 +33,15 @@ Grids:
   the variant with the best training-data proxy (`selection.proxy`, never the test set);
 - `ablations`: Table 2's REM without redirection and without the removal term on seed 0 of
   the plain grid (link the originals as for `tuned`);
+- `proportions`, table (a) in the paper's proportions (issue 34): the same setting with every
+  method's unlearning settings derived from the training recipe by the paper's ratios
+  (`config_lib.in_paper_proportions`: 25 epochs, 24.5 % of training's 102.4, every unlearning
+  lr 0.01 = 0.2 x the training peak, SCRUB's max epochs 5 of 25), on the poison and the random
+  swap; `proportions,inter_class` is its inter-class row, whose task swaps 10 % of each class
+  (60 images, `config_lib.inter_class_corrupted`), a grid of its own since |D_c| differs. The
+  grid above is the 10 %-budget variant (10 epochs at 0.1 x the peak). Pool both workdirs with
+  `bash benchmarks/collect_sweep.sh workdirs/cpu_map/proportions,\
+workdirs/cpu_map/proportions_inter_class benchmarks/results/cpu_map_proportions`;
 - `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.
 """
 
@@ -45,7 +57,7 @@ SEEDS = (0, 1, 2)
 PLAIN_METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion',
                  'rem')
 ETD_METHODS = ('etd', 'rem_etd')
-GRIDS = ('etd', 'tuned', 'ablations')
+GRIDS = ('etd', 'tuned', 'ablations', 'proportions')
 # The learning-rate multipliers of table (b); 1 x is table (a).
 TUNED_FACTORS = (0.5, 2.0)
 SCRUB_ALPHAS = (0.001, 0.01, 0.1)
@@ -77,13 +89,23 @@ def tuned_axes(settings) -> dict:
 
 
 def get_config(arg: str = ''):
-  parts = config_lib.parse_arg(arg, GRIDS + ('runlocal',), 'configs/cpu_map.py')
+  parts = config_lib.parse_arg(arg, GRIDS + ('inter_class', 'runlocal'), 'configs/cpu_map.py')
   if len(parts & set(GRIDS)) > 1:
     raise ValueError(f'configs/cpu_map.py: {sorted(parts & set(GRIDS))} are separate grids; '
                      'pick one.')
+  if 'inter_class' in parts and 'proportions' not in parts:
+    raise ValueError("configs/cpu_map.py: 'inter_class' is the proportions grid's inter-class "
+                     "row; use it as 'proportions,inter_class'.")
   settings = cell()
   axes = {'seed': SEEDS, 'base': ('plain',), 'task': TASKS, 'discovery_rate': RATES,
           'method': PLAIN_METHODS}
+  if 'proportions' in parts:
+    settings = config_lib.in_paper_proportions(settings)
+    if 'inter_class' in parts:  # Its own |D_c|: 10 % of each class, not the others' 150.
+      settings.num_corrupted = config_lib.inter_class_corrupted(settings)
+      axes.update(task=('inter_class_confusion',))
+    else:
+      axes.update(task=tuple(t for t in TASKS if t != 'inter_class_confusion'))
   method_axes = {}
   if 'etd' in parts:
     axes.update(base=('etd',), method=ETD_METHODS)

@@ -236,6 +236,8 @@ SHIPPED_GRIDS = [
     (cpu_map, 'tuned', 3 * 3 * (5 * 2 + 9), 3),  # The 1 x runs are table (a)'s; SCRUB x alpha.
     (cpu_map, 'ablations', 3 * 3 * 2, 3),
     (cpu_map, 'runlocal', 2 * 2 * 2 * 9, 4),
+    (cpu_map, 'proportions', 2 * 3 * 3 * 9, 6),  # Poison and random swap: table (a)'s models.
+    (cpu_map, 'proportions,inter_class', 3 * 3 * 9, 3),  # Its own |D_c|: new models.
 ]
 # A method's optimiser settings: tuned only on axes every method shares (SPEC §7-8, issue 18).
 _OPTIMISER_FIELDS = ('optimizer', 'learning_rate', 'momentum', 'weight_decay', 'epochs')
@@ -288,6 +290,49 @@ def test_the_unlearning_defaults_are_the_papers_at_the_source():
   for name, settings in cell.methods.items():
     if 'learning_rate' in settings:
       assert settings.learning_rate == methods.default_config(name).learning_rate == 0.005, name
+
+
+@pytest.mark.parametrize('module, arg', [(m, a) for m, a, _, _ in SHIPPED_GRIDS
+                                          if 'proportions' in a])
+def test_every_cell_of_a_proportions_grid_keeps_the_papers_ratios(module, arg):
+  """Issue 34: the budget (24.5 % of training, to the nearest epoch), the learning rate (0.2 x
+  the training peak, every method), SCRUB's max epochs (2 of 10, to the nearest epoch) and the
+  inter-class swap (10 % of each class). The 10 %-budget grids are exempt by name."""
+  for cell in sweep.expand_grid(module.get_config(arg)):
+    config = cell.config
+    trained = config_lib.training_epochs(config)
+    ratios = config_lib.proportions(config)
+    for name, budget in ratios['budget'].items():
+      assert abs(budget - config_lib.PAPER_BUDGET_FRACTION) <= 0.5 / trained, (cell.key, name)
+    for name, learning_rate in ratios['learning_rate'].items():
+      assert learning_rate == pytest.approx(config_lib.PAPER_LEARNING_RATE_FRACTION), name
+    epochs = config.methods.scrub.epochs
+    assert abs(ratios['scrub_max'] - config_lib.PAPER_SCRUB_MAX_FRACTION) <= 0.5 / epochs
+    assert config.methods.retrain.unlearn_learning_rate == pytest.approx(
+        config_lib.PAPER_LEARNING_RATE_FRACTION * config.train.learning_rate)
+    if config.task == 'inter_class_confusion':
+      per_class = config.data.num_train / config.model.num_classes
+      assert abs(ratios['inter_class'] - config_lib.PAPER_INTER_CLASS_FRACTION) <= 1 / per_class
+
+
+def test_the_cpu_map_in_proportions_gets_25_epochs_at_lr_0_01_and_60_swaps():
+  config = cpu_map.get_config('proportions,inter_class').cell
+  assert config_lib.training_epochs(config) == pytest.approx(102.4)
+  assert {config.methods[m].epochs for m in ('cf', 'ascent', 'npo', 'scrub', 'bad_teacher',
+                                             'rem')} == {25}
+  assert {config.methods[m].learning_rate for m in ('cf', 'npo', 'scrub', 'rem')} == {0.01}
+  assert (config.methods.scrub.msteps, config.methods.rem.max_flush_epochs) == (5, 100)
+  assert config.num_corrupted == 60 and config.train == cpu_map.get_config().cell.train
+  # The 10 %-budget grid (table (a) as first run) keeps 10 epochs at 0.1 x the peak.
+  ratios = config_lib.proportions(cpu_map.get_config().cell)
+  assert ratios['budget']['rem'] == pytest.approx(10 / 102.4)
+  assert ratios['learning_rate']['rem'] == pytest.approx(0.1)
+
+
+def test_proportions_need_a_known_training_set_size():
+  cell = config_lib.cell_with(**{'data.num_train': 0})
+  with pytest.raises(ValueError, match='data.num_train=0'):
+    config_lib.in_paper_proportions(cell)
 
 
 def test_config_arguments_are_checked():

@@ -10,6 +10,9 @@ repository root on `sys.path`.
 - `diagnose_config()`: the practitioner's diagnosis (configs/diagnose.py);
 - `cell_with(**{'dotted.field': value})`: that cell with overrides;
 - `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`);
+- `in_paper_proportions(cell)`: that cell's unlearning settings derived from its training recipe
+  by the paper's ratios (budget, learning rate, SCRUB's max epochs); `proportions(cell)` reads
+  a cell's ratios back, `inter_class_corrupted(cell)` the paper's inter-class |D_c|;
 - `runlocal(sweep)`: a few-minute CPU smoke version of any sweep: the built-in `shapes` data at
   16x16, a width/8 model trained for 60 steps, the first two values of each axis but `method`,
   one epoch per method (two for REM);
@@ -134,6 +137,81 @@ def sweep_config(cell: ml_collections.ConfigDict, axes: dict,
   config.only = ''  # E.g. 'method=rem,npo;seed=0': a subset of the cells.
   config.parallel_cells = 1
   return config
+
+
+# The paper's proportions (SPEC §5-§8, ResNet-9 on CIFAR-10): unlearning gets 10 epochs of
+# D_tr = 980 steps at batch 512 against training's 4,000 steps, at lr 0.005 against the
+# training peak 0.025; SCRUB maximises on D_f in 2 of its 10 epochs; the inter-class task
+# swaps 500 of each class's 5,000 images.
+PAPER_BUDGET_FRACTION = 980 / 4000
+PAPER_LEARNING_RATE_FRACTION = 0.005 / 0.025
+PAPER_SCRUB_MAX_FRACTION = 2 / 10
+PAPER_INTER_CLASS_FRACTION = 500 / 5000
+# Methods whose budget is not an epoch count of their own: Retrain runs the training recipe,
+# Potion and the untrained ones have none.
+_NO_BUDGET = ('no_ul', 'etd', 'retrain', 'potion')
+
+
+def training_epochs(cell: ml_collections.ConfigDict) -> float:
+  """The original model's training epochs: steps · batch / |D_tr| (`data.num_train` set)."""
+  if not cell.data.num_train:
+    raise ValueError('data.num_train=0 (the whole dataset): set it to derive proportions.')
+  return cell.train.steps * cell.train.batch_size / cell.data.num_train
+
+
+def in_paper_proportions(cell: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`cell` with every method's unlearning settings derived from its training recipe by the
+  paper's ratios (a new config; `cell` is left unchanged).
+
+  - Every epoch budget and epoch cap (`epochs`: CF, SCRUB, Bad Teacher, REM's iterations; the
+    cap of ascent's and NPO's stop rule) = round(0.245 · training epochs).
+  - Every unlearning learning rate = 0.2 · the training peak, equal for all methods (and
+    Retrain's `unlearn_learning_rate`, read only with retrain_lr='unlearn'; Retrain itself keeps
+    the training recipe).
+  - SCRUB's `msteps` (max epochs on D_f) = round(0.2 · epochs), the paper's 2 of 10.
+  - REM's `max_flush_epochs` stays: a safety cap on flush epochs that stop at γ, which do not
+    count towards the budget (SPEC §7).
+  The inter-class task's |D_c| is the task's own: see `inter_class_corrupted`.
+  """
+  cell = ml_collections.ConfigDict(cell.to_dict())
+  epochs = max(1, round(PAPER_BUDGET_FRACTION * training_epochs(cell)))
+  learning_rate = PAPER_LEARNING_RATE_FRACTION * cell.train.learning_rate
+  for name, settings in cell.methods.items():
+    if 'unlearn_learning_rate' in settings:
+      settings.unlearn_learning_rate = learning_rate
+    if name in _NO_BUDGET:
+      continue
+    settings.epochs = epochs
+    settings.learning_rate = learning_rate
+    if 'msteps' in settings:
+      settings.msteps = max(1, round(PAPER_SCRUB_MAX_FRACTION * epochs))
+  return cell
+
+
+def inter_class_corrupted(cell: ml_collections.ConfigDict) -> int:
+  """The paper's inter-class |D_c| for `cell`'s data: 10 % of each of the two classes, whose
+  expected size is num_train / num_classes (half of D_c comes from each)."""
+  per_class = cell.data.num_train / cell.model.num_classes
+  return 2 * round(PAPER_INTER_CLASS_FRACTION * per_class)
+
+
+def proportions(cell: ml_collections.ConfigDict) -> dict:
+  """A cell's ratios the paper fixes, read from its settings: {'budget': (method, epochs /
+  training epochs) for each budgeted method, 'learning_rate': (method, lr / training peak) ...,
+  'scrub_max': msteps / epochs, 'inter_class': |D_c| / expected images of the two classes (for
+  an inter-class cell)}."""
+  trained = training_epochs(cell)
+  budgeted = [name for name in cell.methods if name not in _NO_BUDGET]
+  ratios = {
+      'budget': {name: cell.methods[name].epochs / trained for name in budgeted},
+      'learning_rate': {name: cell.methods[name].learning_rate / cell.train.learning_rate
+                        for name in budgeted},
+      'scrub_max': cell.methods.scrub.msteps / cell.methods.scrub.epochs,
+  }
+  if cell.task == 'inter_class_confusion':
+    ratios['inter_class'] = cell.num_corrupted / (2 * cell.data.num_train
+                                                  / cell.model.num_classes)
+  return ratios
 
 
 def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
