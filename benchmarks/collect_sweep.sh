@@ -7,6 +7,10 @@
 # each other's sweep_config_<its directory's name>.json:
 #   bash benchmarks/collect_sweep.sh workdirs/cpu_map/plain,workdirs/cpu_map/ablations \
 #       benchmarks/results/cpu_map
+# With KEEP_MODELS=1 each original's claim (config.json) and its newest checkpoint go too (a
+# CPU-map model is about 1 MB), so a later session restores the trained models instead of
+# training them again: cp -r DEST/originals/. WORKDIR/originals/ (the sweep resumes a finished
+# training run from its checkpoint, i.e. loads it).
 set -euo pipefail
 workdirs=${1:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
 dest=${2:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
@@ -28,6 +32,12 @@ for index in "${!sweeps[@]}"; do
     key=$(basename "$(dirname "$ids")")
     mkdir -p "$dest/originals/$key"
     cp "$ids" "$workdir/originals/$key/train.json" "$dest/originals/$key/"
+    if [ "${KEEP_MODELS:-0}" = 1 ]; then
+      newest=$(ls "$workdir/originals/$key/checkpoints" | sort -n | tail -1)
+      cp "$workdir/originals/$key/config.json" "$dest/originals/$key/"
+      mkdir -p "$dest/originals/$key/checkpoints"
+      cp -r "$workdir/originals/$key/checkpoints/$newest" "$dest/originals/$key/checkpoints/"
+    fi
   done
 done
 python -m rem_jax.experiments.reports --results="$dest/results.jsonl" --outdir="$dest"
