@@ -111,8 +111,11 @@ def space_to_depth_conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
   x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads),
                                           (0, 0, 0)))
   batch, height, width, _ = x.shape
-  x = x.reshape(batch, height // 2, 2, width // 2, 2, c_in).transpose(0, 1, 3, 2, 4, 5)
-  x = x.reshape(batch, height // 2, width // 2, 4 * c_in)
+  # Channels ordered (row in block, column in block, input channel), as the kernel above. Rows
+  # of each parity are a strided slice, and a row's column pairs are already adjacent to their
+  # channels: cheaper than a 6-d transpose (measured 11-26 % on conv2 with its gradients).
+  rows = [x[:, parity::2].reshape(batch, height // 2, width // 2, 2 * c_in) for parity in (0, 1)]
+  x = jnp.concatenate(rows, axis=-1)
   return lax.conv_general_dilated(x, block_kernel, (1, 1), 'VALID',
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
