@@ -75,6 +75,61 @@ def test_rows_that_pool_different_cells_are_flagged():
   assert reports.uneven_cells_note(records + [_record('npo', 0.2, 0.5, rate=1.0)]) == ''
 
 
+def test_table_a_is_also_pooled_over_the_partial_rates_and_at_each_rate(tmp_path):
+  # Retrain wins at rate 1.0 alone, by enough to lead the table pooled over every rate; REM
+  # leads at each partial rate. Each (method, rate) has two runs, one per (task, seed), at
+  # Utility 1, so H×U is Healed.
+  healed = {'retrain': {0.2: (0.1, 0.1), 0.5: (0.2, 0.2), 1.0: (1.0, 1.0)},
+            'rem': {0.2: (0.2, 0.4), 0.5: (0.3, 0.5), 1.0: (0.4, 0.6)}}
+  records = [_record(method, value, 1.0, rate=rate, task=task, seed=seed)
+             for method, rates in healed.items() for rate, values in rates.items()
+             for value, task, seed in zip(values, ('poison_trigger', 'random_label_swap'), (0, 1))]
+  # A tuning variant on seed 0 alone is not table (a)'s: it is in none of these tables.
+  records.append(_record('rem', 1.0, 1.0, rate=0.2, variant='rem(gamma=0.5)'))
+  reports.write_reports(records, tmp_path)
+  read = lambda name: (tmp_path / name).read_text()
+  metrics = lambda mean, sem: f'{mean:.4f},{sem:.4f},100.0000,0.0000,{mean:.4f},{sem:.4f}'
+  # Every rate: retrain 10, 10, 20, 20, 100, 100; REM 20, 40, 30, 50, 40, 60.
+  assert read('table.csv').splitlines()[1:] == [f'plain,retrain,6,{metrics(43.3333, 18.0123)}',
+                                                f'plain,rem,6,{metrics(40.0, 5.7735)}']
+  # Rates 0.2 and 0.5: retrain 10, 10, 20, 20; REM 20, 40, 30, 50.
+  assert read('table_partial.csv').splitlines()[1:] == [f'plain,rem,4,{metrics(35.0, 6.4550)}',
+                                                        f'plain,retrain,4,{metrics(15.0, 2.8868)}']
+  assert read('table_by_rate.csv').splitlines() == [
+      'discovery_rate,base,method,runs,healed_mean,healed_sem,utility_mean,utility_sem,'
+      'healed_x_utility_mean,healed_x_utility_sem',
+      f'0.2,plain,rem,2,{metrics(30.0, 10.0)}', f'0.2,plain,retrain,2,{metrics(10.0, 0.0)}',
+      f'0.5,plain,rem,2,{metrics(40.0, 10.0)}', f'0.5,plain,retrain,2,{metrics(20.0, 0.0)}',
+      f'1.0,plain,retrain,2,{metrics(100.0, 0.0)}', f'1.0,plain,rem,2,{metrics(50.0, 10.0)}']
+  # table.md: the pooled table first, as before, then the same tables as sections.
+  text = read('table.md')
+  pooled, rest = text.split('\n## Pooled over the partial discovery rates (0.2, 0.5)\n')
+  partial, by_rate = rest.split('\n## At each discovery rate\n')
+  rows = lambda section: [line.split(' | ')[1] for line in section.splitlines()
+                          if line.startswith('| plain')]
+  assert rows(pooled) == ['retrain', 'rem'] and rows(partial) == ['rem', 'retrain']
+  assert '| plain | rem | 4 | 35.00 ± 6.45 | 100.00 ± 0.00 | 35.00 ± 6.45 |' in partial
+  at = by_rate.split('\n### Discovery rate ')[1:]
+  assert [section.splitlines()[0] for section in at] == ['0.2', '0.5', '1.0']
+  assert [rows(section) for section in at] == [['rem', 'retrain']] * 2 + [['retrain', 'rem']]
+  assert '| plain | rem | 2 | 50.00 ± 10.00 | 100.00 ± 0.00 | 50.00 ± 10.00 |' in at[2]
+
+
+def test_the_rate_tables_are_left_out_where_they_would_repeat_the_pooled_one(tmp_path):
+  one_rate = [_record('rem', 0.5, 1.0, seed=seed) for seed in (0, 1)]
+  assert reports.rate_tables(one_rate) == ([], [])
+  assert '##' not in reports.table_a(one_rate)[2]
+  # Without rate 1.0, the partial rates are every rate: no partial table.
+  no_full = one_rate + [_record('rem', 0.3, 1.0, rate=0.2, seed=seed) for seed in (0, 1)]
+  by_rate, partial = reports.rate_tables(no_full)
+  assert [(row['discovery_rate'], row['runs']) for row in by_rate] == [(0.2, 2), (0.5, 2)]
+  assert partial == []
+  reports.write_reports(no_full, tmp_path)
+  assert (tmp_path / 'table_by_rate.csv').exists()
+  assert not (tmp_path / 'table_partial.csv').exists()
+  assert 'partial' not in (tmp_path / 'table.md').read_text()
+
+
 def test_best_per_cell_keeps_one_variant_per_cell_pooled_over_seeds():
   records = [_record('scrub', 0.2, 1.0, variant='scrub(alpha=0.01)', seed=0),
              _record('scrub', 0.6, 1.0, variant='scrub(alpha=10.0)', seed=0),

@@ -22,7 +22,14 @@ accuracy ≥ `utility_floor`; poison: poison success on D_c ≥ `poison_floor`; 
 accuracy on D_c against the corrupted labels ≥ `memorised_floor`. Runs of a failing original
 are listed in the preconditions table and left out of every other table and figure.
 
-Written files: `table.{md,csv,tex}` (pooled), `table_best.{md,csv,tex}` and `table_tuned.md`
+Pooling weighs each rate of the grid alike, so on few rates full discovery weighs more than
+among the paper's ten (the CPU map's 0.2, 0.5, 1.0: a third against a tenth), which favours the
+methods that need every corrupted sample found. `table.md` therefore also pools the same runs
+over the partial rates alone (below 1.0), and at each rate over tasks x seeds.
+
+Written files: `table.{md,csv,tex}` (pooled), `table_partial.csv` and `table_by_rate.csv` (where
+the records hold several rates: pooled over the partial rates when some rate is 1.0, and at each
+rate), `table_best.{md,csv,tex}` and `table_tuned.md`
 (when some method has hyperparameter variants), `preconditions.md`, `failures.md` (cells whose
 method diverged: left out of everything else), `costs.{md,csv}` (unlearning wall time relative
 to training, the paper's A.8 next to it; the records' total compute under it), `claims.md` (the
@@ -159,6 +166,40 @@ def pooled_rows(records: Sequence[dict]) -> list[dict]:
   return sorted(rows, key=lambda row: -row['healed_x_utility'][0])
 
 
+def rate_tables(records: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+  """`pooled_rows` at each discovery rate and over the partial rates (below 1.0) alone.
+
+  Returns (by rate: rates ascending, each row with its 'discovery_rate'; partial). Each is empty
+  where it would repeat the pooled table: both on one rate, partial without rate 1.0.
+  """
+  rates = sorted({r['discovery_rate'] for r in records})
+  if len(rates) < 2:
+    return [], []
+  by_rate = [{'discovery_rate': rate, **row} for rate in rates
+             for row in pooled_rows([r for r in records if r['discovery_rate'] == rate])]
+  partial = (pooled_rows([r for r in records if r['discovery_rate'] < 1.0])
+             if rates[-1] == 1.0 else [])
+  return by_rate, partial
+
+
+def rates_markdown(by_rate: Sequence[dict], partial: Sequence[dict]) -> str:
+  """`rate_tables`' tables as sections under table (a), partial first: the other pooled table,
+  to read beside table (a)."""
+  rates = sorted({row['discovery_rate'] for row in by_rate})
+  text = ''
+  if partial:
+    shown = ', '.join(str(rate) for rate in rates[:-1])
+    text += (f'\n## Pooled over the partial discovery rates ({shown})\n\nThe same runs without '
+             f'rate 1.0 (full discovery), which weighs 1/{len(rates)} in the table above and '
+             "1/10 among the paper's ten rates.\n\n" + table_markdown(partial))
+  if by_rate:
+    text += '\n## At each discovery rate\n\nThe same runs, pooled over tasks × seeds.\n'
+    for rate in rates:
+      text += f'\n### Discovery rate {rate}\n\n' + table_markdown(
+          [row for row in by_rate if row['discovery_rate'] == rate])
+  return text
+
+
 def on_every_seed(records: Sequence[dict]) -> tuple[list[dict], dict[tuple[str, str], list]]:
   """Table (a)'s records, and the records of each (base, variant) left out of it.
 
@@ -224,16 +265,18 @@ def table_markdown(rows: Sequence[dict]) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def table_csv(rows: Sequence[dict], label: str = '') -> str:
-  """The rows as CSV; a `label` (how the rows were chosen: `ORACLE`) goes in a column of its
-  own on every row, so no reader of the file can miss it."""
+def table_csv(rows: Sequence[dict], label: str = '', keys: Sequence[str] = ()) -> str:
+  """The rows as CSV; `keys` (what else tells rows apart: `rate_tables`' 'discovery_rate') come
+  first; a `label` (how the rows were chosen: `ORACLE`) goes in a column of its own on every
+  row, so no reader of the file can miss it."""
   labelled = lambda cells, value: cells + ([value] if label else [])
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
-  writer.writerow(labelled(['base', 'method', 'runs'] + [f'{k}_{s}' for k, _ in METRICS
-                                                         for s in ('mean', 'sem')], 'chosen_by'))
+  writer.writerow(labelled([*keys, 'base', 'method', 'runs']
+                           + [f'{k}_{s}' for k, _ in METRICS for s in ('mean', 'sem')],
+                           'chosen_by'))
   for row in rows:
-    writer.writerow(labelled([row['base'], row['method'], row['runs']]
+    writer.writerow(labelled([row[name] for name in (*keys, 'base', 'method', 'runs')]
                              + [f'{v:.4f}' for key, _ in METRICS for v in row[key]], label))
   return out.getvalue()
 
@@ -456,10 +499,12 @@ def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()
 
 
 def table_a(records: Sequence[dict]) -> tuple[list[dict], list[dict], str]:
-  """Table (a): `on_every_seed`'s records, their pooled rows, and `table.md` with its notes."""
+  """Table (a): `on_every_seed`'s records, their pooled rows, and `table.md` with its notes and
+  `rate_tables`' sections."""
   kept, fewer = on_every_seed(records)
   rows = pooled_rows(kept)
-  return kept, rows, table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
+  return kept, rows, (table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
+                      + rates_markdown(*rate_tables(kept)))
 
 
 def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
@@ -485,6 +530,11 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
     text('table.md', markdown)
     text('table.csv', table_csv(rows))
     text('table.tex', table_latex(rows))
+    by_rate, partial = rate_tables(table_a_runs)
+    if partial:
+      text('table_partial.csv', table_csv(partial))
+    if by_rate:
+      text('table_by_rate.csv', table_csv(by_rate, keys=('discovery_rate',)))
     if any(r['variant'] != r['method'] for r in kept):
       text('table_tuned.md', tuned_markdown(kept))
       best = pooled_rows(selection.tuned(kept, score=selection.healed_x_utility))
