@@ -4,7 +4,8 @@ The logic lives in the `rem_jax` package, which tests and notebooks import; this
 parses flags, sets up logging and turns a bad configuration into one readable line and a
 non-zero exit status. It runs the config's experiment (`rem_jax.experiments.run`): a benchmark
 cell (configs/quickstart.py: the workdir holds one trained model, `config.json` with the fields
-that shape it, `corruption.json` with the ids, `metrics.jsonl` and checkpoints, and each
+that shape it, `corruption.json` with the ids, `found_ids.txt` with D_f's (the forget ids
+configs/unlearn.py and configs/diagnose.py take), `metrics.jsonl` and checkpoints, and each
 unlearning run's `runs/<method>_rate<r>_<hash>/results.json`; a killed run restarted with the
 same command resumes from its last checkpoint, and another method reuses the model), a sweep
 over the task space (configs/mini_cifar10.py, configs/paper_*.py: `results.jsonl` and

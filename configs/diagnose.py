@@ -1,7 +1,9 @@
 """Diagnose a corrupted set: where the task lies on the map, what was missed, which method.
 
     python launch.py --config=configs/diagnose.py --workdir=/tmp/rem_diagnosis \\
-      --config.checkpoint=/tmp/rem_quickstart --config.forget_ids=/path/to/found.txt
+      --config.checkpoint=/tmp/rem_quickstart \\
+      --config.forget_ids=/tmp/rem_quickstart/found_ids.txt \\
+      --config.corruption=/tmp/rem_quickstart/corruption.json
 
 Takes what configs/unlearn.py takes (a trained model, the ids found, the training data as you
 have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked suspects
@@ -16,15 +18,16 @@ have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked s
 `--config.unlearn=true` then unlearns D_f and the suspects with the advised method (or
 `method`) into `<workdir>/unlearned`.
 
-To rehearse on the quickstart's model: `--config.checkpoint=/tmp/rem_quickstart
---config.corruption=/tmp/rem_quickstart/corruption.json` and a file of some of its ids.
+That command diagnoses the quickstart's model and D_f (`found_ids.txt`; `corruption`
+re-creates its poisoned training images, see configs/unlearn.py).
 """
 
 import ml_collections
 
 from rem_jax.experiments import config_lib
+from rem_jax.experiments import tiny
 
 
 def get_config() -> ml_collections.ConfigDict:
   """Every field: `rem_jax.experiments.config_lib.diagnose_config`."""
-  return config_lib.diagnose_config()
+  return tiny.shrink_if_asked(config_lib.diagnose_config())

@@ -40,6 +40,9 @@ METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 DYNAMICS_FILE = 'dynamics.png'
 IDS_FILE = 'corruption.json'
+# A cell workdir's D_f, one id per line: what configs/unlearn.py and configs/diagnose.py take as
+# `forget_ids`, so the README's commands run on the quickstart's model as written.
+FOUND_IDS_FILE = 'found_ids.txt'
 TRAIN_RECORD_FILE = 'train.json'
 RUNS_DIR = 'runs'
 # The fields that decide the corrupted data and the original model: cells that agree on these
@@ -273,6 +276,12 @@ def train_record(workdir: pathlib.Path, prepared: Prepared) -> dict:
   return record
 
 
+def write_found_ids(path: pathlib.Path, ids) -> None:
+  """`ids`, one per line (the text format `practitioner.read_ids` reads), written atomically."""
+  text = ''.join(f'{int(i)}\n' for i in ids)
+  files.write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
         overrides=()) -> dict:
   """Runs one cell; returns (and writes to `<workdir>/runs/<run>/results.json`) its record.
@@ -283,6 +292,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   earlier result is overwritten; a run whose results exist already is not repeated. Other data
   or training fields are refused, naming them, unless `overwrite` (which deletes the model and
   every run's results and starts afresh). Everything is validated before the workdir is touched.
+  The run's D_f (its discovery rate's forget ids) goes to `<workdir>/found_ids.txt`, the
+  `forget_ids` file configs/unlearn.py and configs/diagnose.py take.
 
   Args:
     config: a cell config.
@@ -296,7 +307,8 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   fields.check_overrides(overrides, fields.inert_fields(config.to_dict()))
   workdir = workdir_lib.usable(workdir)
   status = workdir_lib.claim(workdir, original_fields(config), overwrite=overwrite,
-                             owned=(IDS_FILE, METRICS_FILE, TRAIN_RECORD_FILE, RUNS_DIR))
+                             owned=(IDS_FILE, FOUND_IDS_FILE, METRICS_FILE, TRAIN_RECORD_FILE,
+                                    RUNS_DIR))
   run_dir = workdir / RUNS_DIR / run_name(config)
   if (run_dir / RESULTS_FILE).exists():
     logging.info('%s holds this run\'s results already; delete it to run again.', run_dir)
@@ -306,6 +318,7 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   training_log = files.JsonLines(workdir / METRICS_FILE)
   prepared = prepare(config, mesh, workdir=workdir,
                      log_metrics=lambda m: training_log.append({'phase': 'train', **m}))
+  write_found_ids(workdir / FOUND_IDS_FILE, prepared.record.forget_ids_at(config.discovery_rate))
   trained = train_record(workdir, prepared)
   before, after, unlearned = unlearn_and_evaluate(config, prepared, mesh)
   files.write_json_atomic(run_dir / workdir_lib.CONFIG_FILE, config.to_dict())
