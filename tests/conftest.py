@@ -51,7 +51,8 @@ def poisoned(tmp_path_factory):
 
 
 # Seconds per file, measured (2026-12-01, 2 cores): 255, 230, 130, 85, 80, 75, 50, 45, 40 and
-# (the notebooks) 80; every other file took under 30 s. `--dist loadfile` hands whole files to
+# (the notebooks) 80; since 2026-12-06 test_commands.py (41 s: the README's commands) and
+# test_cpu_lowering.py (35 s); every other file took under 30 s. `--dist loadfile` hands whole files to
 # the workers in collection order (pyproject.toml turns off xdist's own reordering, which sorts
 # by test count), so the longest go first and the short ones fill in at the end: a long file
 # started last leaves the other core idle (it did, for 100 s). The notebooks come after
@@ -61,7 +62,8 @@ def poisoned(tmp_path_factory):
 # for one, the first has trained and saved it (two at once trained it twice, 15 s each).
 _LONGEST_FIRST = ('test_rem.py', 'test_sweep.py', 'test_baselines.py', 'test_rem_drop_mode.py',
                   'test_launch.py', 'test_gpu_check.py', 'test_diagnose.py',
-                  'test_practitioner.py', 'test_distributed.py', 'test_notebooks.py')
+                  'test_practitioner.py', 'test_commands.py', 'test_distributed.py',
+                  'test_cpu_lowering.py', 'test_notebooks.py')
 
 
 def pytest_collection_modifyitems(items):
