@@ -94,30 +94,41 @@ def _last(result) -> dict:
   return result.record['iterations'][-1]
 
 
+def _returned(result) -> dict:
+  """The dynamics of the iteration whose model REM returned (its best proxy), as the claims
+  read them (`claims.returned_iteration`)."""
+  return next(it for it in result.record['iterations']
+              if it['iteration'] == result.record['best_iteration'])
+
+
 def test_redirection_the_shared_mask_gathers_the_corruption_and_own_masks_do_not(
     poisoned, rem_mechanism):
   # The mechanism, from REM's dynamics on D_c against the poisoned labels: with the shared forget
   # mask on, the model predicts the poison (θo2 holds it); with the extra units off it does not.
-  # Measured (5 iterations, -O2): shared mask 0.03 -> 0.09 -> 0.25 -> 0.53 -> 0.70, drop mode
-  # <= 0.09.
-  assert _last(rem_mechanism)['corrupted_accuracy_shared_mask'] >= 0.5, rem_mechanism.record
-  assert _last(rem_mechanism)['corrupted_accuracy_drop'] <= 0.15, rem_mechanism.record
-  # Each forget example with a mask of its own: nothing gathers in one place (measured <= 0.05;
+  # Measured (5 iterations, -O2, the fixture trained with the CPU lowerings): shared mask 0.05 ->
+  # 0.19 -> 0.80 -> 0.92 -> 0.97, drop mode 0.02 -> 0.06 -> 0.03 -> 0.11 -> 0.19; REM returns
+  # iteration 4. (Under XLA's own lowerings the fixture's model differed by rounding: shared
+  # mask up to 0.70, drop mode <= 0.09.)
+  assert _returned(rem_mechanism)['corrupted_accuracy_shared_mask'] >= 0.5, rem_mechanism.record
+  assert _returned(rem_mechanism)['corrupted_accuracy_drop'] <= 0.15, rem_mechanism.record
+  # Each forget example with a mask of its own: nothing gathers in one place (measured <= 0.13;
   # 0.23 when the fixture trains on 2 devices instead of 8, hence the margin).
   own = _rem(poisoned, forget_masks='own', epochs=MECHANISM_EPOCHS)
-  assert _last(own)['corrupted_accuracy_shared_mask'] <= 0.35, own.record
+  assert _returned(own)['corrupted_accuracy_shared_mask'] <= 0.35, own.record
 
 
 def test_each_variant_runs_end_to_end_and_its_switch_shows(poisoned, rem_mechanism):
   rem = _last(rem_mechanism)
-  # Without redirection into θo2 the shared mask gathers nothing (measured 0.03 against 0.70).
+  # Last iterations, measured with the CPU lowerings (XLA's own, before: 0.03, 0.23 and 1.0
+  # against 0.70 and 0.09). Without redirection into θo2 the shared mask gathers nothing
+  # (measured 0.03 against 0.97).
   no_redirect = _rem(poisoned, variant='rem_no_redirect', epochs=MECHANISM_EPOCHS)
   assert _last(no_redirect)['corrupted_accuracy_shared_mask'] <= 0.35, no_redirect.record
-  # Without the removal term part of the poison leaks back into drop mode (measured 0.23
-  # of D_c against 0.09, 15 examples against 6).
+  # Without the removal term part of the poison leaks back into drop mode (measured 0.45
+  # of D_c against 0.19: 29 examples against 12).
   no_remove = _rem(poisoned, variant='rem_no_remove', epochs=MECHANISM_EPOCHS)
   assert _last(no_remove)['corrupted_accuracy_drop'] > rem['corrupted_accuracy_drop']
-  # The ideal variant redirects all of D_c, not only D_f (measured 1.0 against 0.70).
+  # The ideal variant redirects all of D_c, not only D_f (measured 1.0 against 0.97).
   ideal = _rem(poisoned, variant='rem_ideal', epochs=MECHANISM_EPOCHS)
   assert _last(ideal)['corrupted_accuracy_shared_mask'] >= max(
       0.9, rem['corrupted_accuracy_shared_mask'])
