@@ -16,7 +16,7 @@ showed three lowerings that cost far more than the work they do:
   comparison (an exact tie splits the gradient evenly among the tied inputs, where
   `select_and_scatter` gives it to the first; both are subgradients, and ties do not occur in
   practice on continuous activations).
-- **A 5x5 convolution with stride 2** (ResNet-9's conv2), 4-6x slower than PyTorch at the CPU
+- **A 5x5 convolution with stride 2** (ResNet-9's conv2), 5-6x slower than PyTorch at the CPU
   widths. `space_to_depth_conv` computes it as a stride-1 3x3 convolution of the input's 2x2
   blocks stacked as channels, with the kernel zero-padded to 6x6 and rearranged to match: the
   same sums of products, in a different order.
@@ -35,7 +35,8 @@ from jax import lax
 import numpy as np
 
 # The narrowest row, in floats, that `channel_sum` reduces: wide enough for XLA CPU to vectorise
-# the sum across rows (measured: 128 beats 32 and 64 at the CPU map's 8-64 channels).
+# the sum across rows (measured alone, rows of 128-256 floats summed 2.2-9x faster than XLA's
+# own reduction of 8-64 channels; at 256 channels neither helps: benchmarks/xla_cpu_reduction.py).
 _MIN_ROW_WIDTH = 128
 
 
