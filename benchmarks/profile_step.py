@@ -1,11 +1,16 @@
 """Where a step's time goes: XLA's own per-operation trace, and each layer alone against PyTorch.
 
-    python benchmarks/profile_step.py                       # full-width ResNet-9, batch 128
+    python benchmarks/profile_step.py --batch_size=128 --steps=2 --label=auto \
+        --output=benchmarks/results/profile_step_cpu_lowering.json   # full-width ResNet-9
     python benchmarks/profile_step.py --width_multiplier=0.25 --capacity=0.5 --batch_size=256 \
-        --output=benchmarks/results/profile_step_cpu_map.json        # the CPU map's train step
+        --steps=5 --cpu_lowering=off --label=off \
+        --output=benchmarks/results/profile_step_cpu_map_off.json    # the CPU map's train step
     python benchmarks/profile_step.py --width_multiplier=0.25 --capacity=0.5 --batch_size=256 \
-        --step=rem_repair --output=benchmarks/results/profile_step_cpu_map_rem.json  # REM Step 3
-    ... --cpu_lowering=off --label=xla                      # XLA's own lowerings (the "before")
+        --steps=5 --step=rem_repair --noper_op --cpu_lowering=off --label=off \
+        --output=benchmarks/results/profile_step_cpu_map_rem_off.json  # REM's Step 3 on it
+
+(and each with --cpu_lowering=auto --label=auto into the `_auto.json` twins: `off` is XLA's own
+lowerings, what rem_jax ran before issue 33, `auto` rem_jax's CPU lowerings).
 
 Runs --steps steps of the real train step (gather, augmentation, forward, backward, update; or
 with --step=rem_repair REM's repair + redirect step on the model expanded to full width) under
@@ -65,14 +70,14 @@ _PER_OP = flags.DEFINE_bool(
 
 def convolution_layers(model) -> tuple[tuple, ...]:
   """A ResNet-9's convolutions on 32x32 images (SPEC §4), from its widths: (name, input size,
-  in and out channels, kernel, stride, padding, count)."""
+  in and out channels, kernel, stride, padding)."""
   t0, t1, t2, t3 = (b + e for b, e in zip(model.base_widths, model.extra_widths))
   i0, i1 = model.inner_widths
   layers = (('conv1', 32, 3, t0, 3, 1, 1), ('conv2', 32, t0, t1, 5, 2, 2),
             ('res1_a', 16, t1, i0, 3, 1, 1), ('res1_b', 16, i0, t1, 3, 1, 1),
             ('conv3', 16, t1, t2, 3, 1, 1), ('res2_a', 8, t2, i1, 3, 1, 1),
             ('res2_b', 8, i1, t2, 3, 1, 1), ('conv4', 8, t2, t3, 3, 1, 0))
-  return tuple((*layer, 1) for layer in layers)
+  return layers
 
 
 def _median_time(fn, repeats: int = 5) -> float:
@@ -102,14 +107,14 @@ def convolution_times(model, batch: int) -> list[dict]:
   from rem_jax.models import cpu_lowering  # pylint: disable=g-import-not-at-top
   torch = _torch()
   rows = []
-  for name, size, c_in, c_out, kernel, stride, padding, count in convolution_layers(model):
+  for name, size, c_in, c_out, kernel, stride, padding in convolution_layers(model):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, size, size, c_in), np.float32)
     w = rng.standard_normal((kernel, kernel, c_in, c_out), np.float32) * 0.05
     out = (size + 2 * padding - kernel) // stride + 1
     g = rng.standard_normal((batch, out, out, c_out), np.float32)
     wrt = (1,) if name == 'conv1' else (0, 1)
-    row = {'name': name, 'count': count}
+    row = {'name': name}
     for column, conv in (('xla_s', jax.lax.conv_general_dilated),
                          ('rem_jax_s', cpu_lowering.conv_general_dilated)):
 
@@ -149,12 +154,12 @@ def batchnorm_times(model, batch: int) -> list[dict]:
   from rem_jax.models import cpu_lowering, resnet9  # pylint: disable=g-import-not-at-top
   torch = _torch()
   rows = []
-  for name, size, _, c_out, kernel, stride, padding, count in convolution_layers(model):
+  for name, size, _, c_out, kernel, stride, padding in convolution_layers(model):
     out = (size + 2 * padding - kernel) // stride + 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, out, out, c_out), np.float32) + 0.5
     g = rng.standard_normal(x.shape, np.float32)
-    row = {'name': name, 'shape': list(x.shape), 'count': count}
+    row = {'name': name, 'shape': list(x.shape)}
     for column, norm in (('xla_s', nn.BatchNorm), ('rem_jax_s', cpu_lowering.BatchNorm)):
       layer = norm(use_running_average=False, momentum=0.9, epsilon=1e-5)
       variables = layer.init(jax.random.key(0), x[:2])
@@ -181,9 +186,9 @@ def batchnorm_times(model, batch: int) -> list[dict]:
 
 
 def per_op_totals(rows: list[dict]) -> dict:
-  """Each column's seconds per step: Σ count · seconds per call."""
+  """Each column's seconds per step: the sum over the layers (each runs once a step)."""
   columns = ('xla_s', 'rem_jax_s', 'pytorch_channels_last_s')
-  return {column: round(sum(r[column] * r['count'] for r in rows), 4) for column in columns
+  return {column: round(sum(r[column] for r in rows), 4) for column in columns
           if all(column in r for r in rows)}
 
 
@@ -307,7 +312,8 @@ def main(argv):
   result = {
       'label': _LABEL.value, 'rem_jax': str(pathlib.Path(rem_jax.__file__).parent),
       'model': model_name(), 'width_multiplier': _WIDTH.value, 'capacity': _CAPACITY.value,
-      'step': _STEP.value, 'cpu_lowering': _CPU_LOWERING.value, 'dtype': _DTYPE.value, 'batch_size': _BATCH.value,
+      'step': _STEP.value, 'cpu_lowering': _CPU_LOWERING.value, 'dtype': _DTYPE.value,
+      'batch_size': _BATCH.value,
       'step_s': round(step_s, 4), 'measured_s': round(time.perf_counter() - began, 2),
       'operations_s_per_step': round(total_us / 1e6 / _STEPS.value, 4),
       'by_kind': table(kinds, _STEPS.value, _TOP.value, total_us),
@@ -315,8 +321,8 @@ def main(argv):
       'device': str(jax.devices()[0].device_kind), 'cpu_count': os.cpu_count(),
       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__,
       'command': ' '.join(['python'] + sys.argv)}
-  if _PER_OP.value and _DTYPE.value == 'float32' and _STEP.value == 'train':
-    model = profiled_model()
+  model = profiled_model()
+  if _PER_OP.value and _DTYPE.value == 'float32' and _STEP.value == 'train' and model:
     for title, timer in (('convolutions', convolution_times), ('batchnorms', batchnorm_times)):
       rows = timer(model, _BATCH.value)
       result[title] = rows
