@@ -2,8 +2,10 @@
 
     pip install -e '.[peer]'                  # PyTorch: a benchmark-only extra
     python benchmarks/peer_pytorch.py         # CPU: full-width ResNet-9, batch 128 and 512
-    python benchmarks/peer_pytorch.py --width_multiplier=0.25 --batch_sizes=256 \
-        --output=benchmarks/results/peer_pytorch_cpu_width4.json   # the CPU map's widths
+    python benchmarks/peer_pytorch.py --batch_sizes=128 --steps=2 \
+        --output=benchmarks/results/peer_pytorch_cpu_lowering.json   # issue 33's full width
+    python benchmarks/peer_pytorch.py --width_multiplier=0.25 --batch_sizes=256 --steps=5 \
+        --output=benchmarks/results/peer_pytorch_cpu_width4.json     # the CPU map's widths
 
 Both sides run the full-width ResNet-9 of SPEC §4 (written here from the spec) in float32 on a
 device-resident uint8 batch: gather → per-example random crop (zero padding 4) and flip →
@@ -11,10 +13,10 @@ normalise → forward → cross-entropy → backward → SGD with momentum 0.9 a
 rem_jax side is `benchmarks/throughput.py`'s `CompiledStep` (the library's real train step);
 PyTorch runs in NCHW and in channels_last; on CPU rem_jax also runs with XLA's own lowerings
 (`cpu_lowering=False`, what it ran before `rem_jax.models.cpu_lowering`), and PyTorch's OpenMP
-threads wait passively (`OMP_WAIT_POLICY`, see `main`). The implementations take turns, `--rounds` times
-`--steps` steps each, so a noisy neighbour slows all of them alike; the median step time of
-each is reported, and the ratio rem_jax / PyTorch in images per second (above 1: rem_jax is
-faster). The machine's float32 matmul peak (a 2048² matmul under `jax.jit`) is printed for
+threads wait passively (`OMP_WAIT_POLICY`, see `main`). The implementations take turns,
+`--rounds` times `--steps` steps each, so a noisy neighbour slows all of them alike; the median
+step time of each is reported, and the ratio rem_jax / PyTorch in images per second (above 1:
+rem_jax is faster). The machine's float32 matmul peak (a 2048² matmul under `jax.jit`) is printed for
 context. Without PyTorch the script says how to install it and exits 0.
 """
 

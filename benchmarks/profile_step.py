@@ -90,6 +90,11 @@ def _median_time(fn, repeats: int = 5) -> float:
   return sorted(times)[len(times) // 2]
 
 
+def _calling(fn, *args):
+  """fn(*args) as a call without arguments that waits for JAX's result."""
+  return lambda: jax.block_until_ready(fn(*args))
+
+
 def _torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top  (an optional extra)
@@ -126,7 +131,7 @@ def convolution_times(model, batch: int) -> list[dict]:
 
       grads = jax.jit(jax.grad(loss, argnums=wrt))
       xj, wj = jnp.asarray(x), jnp.asarray(w)
-      row[column] = _median_time(lambda: jax.block_until_ready(grads(xj, wj)))
+      row[column] = _median_time(_calling(grads, xj, wj))
     if torch is not None:
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
           memory_format=torch.channels_last).requires_grad_(name != 'conv1')
@@ -170,8 +175,7 @@ def batchnorm_times(model, batch: int) -> list[dict]:
 
       grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
       xj = jnp.asarray(x)
-      row[column] = _median_time(
-          lambda: jax.block_until_ready(grads(xj, variables['params'])))  # pylint: disable=cell-var-from-loop
+      row[column] = _median_time(_calling(grads, xj, variables['params']))
     if torch is not None:
       layer = torch.nn.Sequential(torch.nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1),
                                   torch.nn.CELU(resnet9.CELU_ALPHA))
@@ -180,7 +184,8 @@ def batchnorm_times(model, batch: int) -> list[dict]:
       gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
       inputs = (xt, *layer.parameters())
       row['pytorch_channels_last_s'] = _median_time(
-          lambda: torch.autograd.grad((layer(xt) * gt).sum(), inputs))  # pylint: disable=cell-var-from-loop
+          lambda layer=layer, xt=xt, gt=gt, inputs=inputs: torch.autograd.grad(
+              (layer(xt) * gt).sum(), inputs))
     rows.append(row)
   return rows
 

@@ -64,11 +64,12 @@ def main(argv):
     for name, reduce in WAYS.items():
       summed = jax.jit(lambda x, y, reduce=reduce: reduce(x * y))
       xj, yj = jnp.asarray(x), jnp.asarray(y)
-      row[f'{name}_ms'] = round(_median_ms(lambda: jax.block_until_ready(summed(xj, yj))), 3)  # pylint: disable=cell-var-from-loop
+      row[f'{name}_ms'] = round(_median_ms(
+          lambda summed=summed, xj=xj, yj=yj: jax.block_until_ready(summed(xj, yj))), 3)
     if torch is not None:
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
       yt = torch.from_numpy(y).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-      row['pytorch_ms'] = round(_median_ms(lambda: (xt * yt).sum((0, 2, 3))), 3)  # pylint: disable=cell-var-from-loop
+      row['pytorch_ms'] = round(_median_ms(lambda xt=xt, yt=yt: (xt * yt).sum((0, 2, 3))), 3)
     rows.append(row)
     print(' | '.join(f'{k} {v}' for k, v in row.items()), flush=True)
   files.write_json_atomic(pathlib.Path(_OUTPUT.value), {
