@@ -16,8 +16,8 @@ PyTorch runs in NCHW and in channels_last; on CPU rem_jax also runs with XLA's o
 threads wait passively (`OMP_WAIT_POLICY`, see `main`). The implementations take turns,
 `--rounds` times `--steps` steps each, so a noisy neighbour slows all of them alike; the median
 step time of each is reported, and the ratio rem_jax / PyTorch in images per second (above 1:
-rem_jax is faster). The machine's float32 matmul peak (a 2048² matmul under `jax.jit`) is printed for
-context. Without PyTorch the script says how to install it and exits 0.
+rem_jax is faster). The machine's float32 matmul peak (a 2048² matmul under `jax.jit`) is
+printed for context. Without PyTorch the script says how to install it and exits 0.
 """
 
 import os
