@@ -7,6 +7,9 @@
     python launch.py --config=configs/cpu_map.py:proportions --workdir=workdirs/cpu_map/proportions
     python launch.py --config=configs/cpu_map.py:proportions,inter_class \
         --workdir=workdirs/cpu_map/proportions_inter_class
+    python launch.py --config=configs/cpu_map.py:rung --workdir=workdirs/cpu_map/rung
+    python launch.py --config=configs/cpu_map.py:rung,inter_class \
+        --workdir=workdirs/cpu_map/rung_inter_class
     python -m rem_jax.experiments.reports --outdir=benchmarks/results/cpu_map \
         --results=workdirs/cpu_map/plain/results.jsonl,workdirs/cpu_map/etd/results.jsonl,\
 workdirs/cpu_map/tuned/results.jsonl,workdirs/cpu_map/ablations/results.jsonl
@@ -42,6 +45,11 @@ Grids:
   grid above is the 10 %-budget variant (10 epochs at 0.1 x the peak). Pool both workdirs with
   `bash benchmarks/collect_sweep.sh workdirs/cpu_map/proportions,\
 workdirs/cpu_map/proportions_inter_class benchmarks/results/cpu_map_proportions`;
+- `rung` and `rung,inter_class`, one rung up the scale (issue 34 §3): seed 0 of the proportions
+  grid at twice the images (6,000, 300 corrupted; the inter-class row 120), the same width and
+  epochs (`RUNG`). Check the preconditions first (`--config.only=method=no_ul`), then run the
+  cells of the claims that do not hold or cannot be told at the proportions grid, with the
+  methods their rules compare (`--config.only`);
 - `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.
 """
 
@@ -57,7 +65,7 @@ SEEDS = (0, 1, 2)
 PLAIN_METHODS = ('no_ul', 'retrain', 'cf', 'ascent', 'npo', 'scrub', 'bad_teacher', 'potion',
                  'rem')
 ETD_METHODS = ('etd', 'rem_etd')
-GRIDS = ('etd', 'tuned', 'ablations', 'proportions')
+GRIDS = ('etd', 'tuned', 'ablations', 'proportions', 'rung')
 # The learning-rate multipliers of table (b); 1 x is table (a).
 TUNED_FACTORS = (0.5, 2.0)
 SCRUB_ALPHAS = (0.001, 0.01, 0.1)
@@ -68,6 +76,11 @@ CELL = {
     'train.steps': 1200, 'train.batch_size': 256, 'train.learning_rate': 0.05,
     'train.checkpoint_every': 200, 'eval_batch_size': 500,
 }
+
+
+# One rung up the scale (issue 34 §3): twice the images, the same share corrupted (5 %), the same
+# epochs (2,400 steps of 256 = 102.4 epochs of 6,000) and width, in the paper's proportions.
+RUNG = {'data.num_train': 6_000, 'num_corrupted': 300, 'train.steps': 2400}
 
 
 def cell(**overrides):
@@ -93,13 +106,16 @@ def get_config(arg: str = ''):
   if len(parts & set(GRIDS)) > 1:
     raise ValueError(f'configs/cpu_map.py: {sorted(parts & set(GRIDS))} are separate grids; '
                      'pick one.')
-  if 'inter_class' in parts and 'proportions' not in parts:
-    raise ValueError("configs/cpu_map.py: 'inter_class' is the proportions grid's inter-class "
-                     "row; use it as 'proportions,inter_class'.")
-  settings = cell()
+  if 'inter_class' in parts and not parts & {'proportions', 'rung'}:
+    raise ValueError("configs/cpu_map.py: 'inter_class' is the inter-class row of the "
+                     "proportions grid or the rung; use 'proportions,inter_class' or "
+                     "'rung,inter_class'.")
+  settings = cell(**RUNG) if 'rung' in parts else cell()
   axes = {'seed': SEEDS, 'base': ('plain',), 'task': TASKS, 'discovery_rate': RATES,
           'method': PLAIN_METHODS}
-  if 'proportions' in parts:
+  if 'rung' in parts:
+    axes.update(seed=(0,))
+  if parts & {'proportions', 'rung'}:
     settings = config_lib.in_paper_proportions(settings)
     if 'inter_class' in parts:  # Its own |D_c|: 10 % of each class, not the others' 150.
       settings.num_corrupted = config_lib.inter_class_corrupted(settings)

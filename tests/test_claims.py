@@ -270,3 +270,34 @@ def test_the_ablation_table_sets_each_variant_beside_rem_and_the_best_baseline()
 
 def _table_rows(text):
   return [line for line in text.splitlines() if line.startswith('| ') and 'H×U |' not in line]
+
+
+@pytest.mark.parametrize('verdicts, expected', [
+    ((claims.FAILS, claims.FAILS), 'unchanged'),
+    ((claims.FAILS, claims.UNCLEAR, claims.HOLDS), 'towards holding'),
+    ((claims.HOLDS, claims.HOLDS, claims.UNCLEAR), 'away from holding'),
+    ((claims.FAILS, claims.HOLDS, claims.UNCLEAR), 'both ways'),
+])
+def test_movement_reads_the_verdicts_in_the_settings_order(verdicts, expected):
+  assert claims.movement(verdicts) == expected
+
+
+def test_across_settings_each_claim_has_its_verdict_per_setting_and_its_movement():
+  # The Potion claim fails at the first setting (Potion heals the random swap), holds at the
+  # second (the paper's world).
+  settings = [('10 % budget', _records(_turned(potion__random_label_swap=(0.8, 0.8)))),
+              ('proportions', _records(PAPER_WORLD))]
+  lines = claims.across_markdown(settings).splitlines()
+  assert lines[0] == '| claim | 10 % budget | proportions | moves |'
+  potion_row, = [line for line in lines if line.startswith('| Potion')]
+  assert potion_row.count('**does not hold**') == 1 and potion_row.count('**holds**') == 1
+  assert potion_row.index('**does not hold**') < potion_row.index('**holds**')
+  assert potion_row.endswith('| towards holding |')
+  # Every row: each setting's verdict and evidence as its own claims table gives them.
+  assert len(lines) == 2 + len(claims.CLAIMS)
+  for line, (claim, check, _) in zip(lines[2:], claims.CLAIMS):
+    results = [check(records) for _, records in settings]
+    assert line.startswith(f'| {claim} | ')
+    for evidence, verdict in results:
+      assert f'**{verdict}**: {evidence}' in line
+    assert line.endswith(f'| {claims.movement([v for _, v in results])} |')

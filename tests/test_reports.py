@@ -284,6 +284,32 @@ def test_write_reports_writes_every_file_from_the_records(tmp_path):
 
 
 
+def test_claims_md_compares_the_settings_given_across_each_through_its_preconditions(tmp_path):
+  tasks = ('poison_trigger', 'random_label_swap')
+  records = [_record(m, h, 0.9, task=t) for m, h in (('rem', 0.8), ('retrain', 0.3))
+             for t in tasks]
+  # The second setting's REM runs are on originals that miss the utility floor: dropped.
+  weak = [_record(m, h, 0.9, task=t, original_utility=0.3 if m == 'rem' else 0.8)
+          for m, h in (('rem', 0.8), ('retrain', 0.3)) for t in tasks]
+  reports.write_reports(records, tmp_path, across=[('first', records), ('second', weak)])
+  text = (tmp_path / 'claims.md').read_text()
+  section = text[text.index('## Across settings'):]
+  assert '| claim | first | second | moves |' in section
+  highest = next(l for l in section.splitlines() if l.startswith('| REM has the highest'))
+  assert '**cannot tell**: plain: no records' in highest  # No REM run passed in `second`.
+  reports.write_reports(records, tmp_path / 'plain')
+  assert '## Across settings' not in (tmp_path / 'plain' / 'claims.md').read_text()
+
+
+def test_across_settings_are_label_equals_an_existing_results_file(tmp_path):
+  results = tmp_path / 'results.jsonl'
+  results.write_text('')
+  assert reports.parse_across([f'10 % budget={results}']) == [('10 % budget', results)]
+  for bad in (str(results), f'x={tmp_path / "missing.jsonl"}', f'={results}'):
+    with pytest.raises(ValueError, match='is not LABEL=PATH'):
+      reports.parse_across([bad])
+
+
 _COMMITTED = pathlib.Path(__file__).resolve().parent.parent / 'benchmarks' / 'results'
 
 

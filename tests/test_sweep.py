@@ -238,6 +238,8 @@ SHIPPED_GRIDS = [
     (cpu_map, 'runlocal', 2 * 2 * 2 * 9, 4),
     (cpu_map, 'proportions', 2 * 3 * 3 * 9, 6),  # Poison and random swap: table (a)'s models.
     (cpu_map, 'proportions,inter_class', 3 * 3 * 9, 3),  # Its own |D_c|: new models.
+    (cpu_map, 'rung', 2 * 3 * 9, 2),  # Seed 0 at twice the images.
+    (cpu_map, 'rung,inter_class', 3 * 9, 1),
 ]
 # A method's optimiser settings: tuned only on axes every method shares (SPEC §7-8, issue 18).
 _OPTIMISER_FIELDS = ('optimizer', 'learning_rate', 'momentum', 'weight_decay', 'epochs')
@@ -327,6 +329,16 @@ def test_the_cpu_map_in_proportions_gets_25_epochs_at_lr_0_01_and_60_swaps():
   ratios = config_lib.proportions(cpu_map.get_config().cell)
   assert ratios['budget']['rem'] == pytest.approx(10 / 102.4)
   assert ratios['learning_rate']['rem'] == pytest.approx(0.1)
+
+
+def test_the_rung_doubles_the_images_and_keeps_every_proportion():
+  rung, base = (cpu_map.get_config(arg).cell for arg in ('rung,inter_class',
+                                                          'proportions,inter_class'))
+  assert rung.data.num_train == 2 * base.data.num_train
+  assert config_lib.training_epochs(rung) == config_lib.training_epochs(base)
+  assert rung.num_corrupted == 2 * base.num_corrupted == 120
+  assert rung.model == base.model and rung.methods == base.methods
+  assert cpu_map.get_config('rung').cell.num_corrupted / 6_000 == 150 / 3_000
 
 
 def test_proportions_need_a_known_training_set_size():

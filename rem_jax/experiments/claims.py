@@ -380,5 +380,42 @@ def claims_markdown(records: Sequence[dict]) -> str:
               ablation_cells_markdown(records)))
 
 
+# A verdict's place on the way from failing to holding: `movement` reads a claim's verdicts in
+# the order of the settings that gave them.
+_STANDING = {FAILS: 0, UNCLEAR: 1, HOLDS: 2}
+
+
+def movement(verdicts: Sequence[str]) -> str:
+  """Which way a claim's verdict moves across settings, in their order: 'unchanged', 'towards
+  holding', 'away from holding', or 'both ways' (e.g. fails, holds, fails)."""
+  steps = {(_STANDING[b] > _STANDING[a]) - (_STANDING[b] < _STANDING[a])
+           for a, b in zip(verdicts, verdicts[1:])} - {0}
+  if not steps:
+    return 'unchanged'
+  if steps == {1}:
+    return 'towards holding'
+  return 'away from holding' if steps == {-1} else 'both ways'
+
+
+def across_markdown(settings: Sequence[tuple[str, Sequence[dict]]]) -> str:
+  """Every claim's verdict and evidence in each setting (e.g. the CPU map at the 10 % budget,
+  in the paper's proportions, one rung up the scale), and which way it moves between them:
+  whether a claim's fate is the method's or the scale's.
+
+  Args:
+    settings: (label, records) in the order to read them, each setting's records as
+      `claims_markdown` takes them (those that meet their preconditions).
+  """
+  labels = [label for label, _ in settings]
+  lines = ['| claim | ' + ' | '.join(labels) + ' | moves |',
+           '|---|' + '---|' * len(labels) + '---|']
+  for claim, check, _ in CLAIMS:
+    results = [check(records) for _, records in settings]
+    cells = [f'**{verdict}**: {evidence}' for evidence, verdict in results]
+    lines.append(f'| {claim} | ' + ' | '.join(cells)
+                 + f' | {movement([verdict for _, verdict in results])} |')
+  return '\n'.join(lines) + '\n'
+
+
 def _section(title: str, caption: str, table: str) -> str:
   return f'\n## {title}\n\n{caption}\n\n{table}' if table else ''

@@ -507,9 +507,14 @@ def table_a(records: Sequence[dict]) -> tuple[list[dict], list[dict], str]:
                       + rates_markdown(*rate_tables(kept)))
 
 
-def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds()
-                  ) -> list[pathlib.Path]:
-  """Writes every report of `records` into `outdir` (atomically); returns the paths."""
+def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds(),
+                  across: Sequence[tuple[str, Sequence[dict]]] = ()) -> list[pathlib.Path]:
+  """Writes every report of `records` into `outdir` (atomically); returns the paths.
+
+  `across`: (label, records) of other settings of the same benchmark (the CPU map at another
+  budget or scale), `records` usually among them; `claims.md` then also gives every claim's
+  verdict in each, read through the same preconditions, and which way it moves.
+  """
   outdir = pathlib.Path(outdir)
   written = []
 
@@ -543,7 +548,7 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
       text('table_best.csv', table_csv(best, ORACLE))
       text('table_best.tex', table_latex(best, ORACLE))
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
-      text('claims.md', claims.claims_markdown(kept))
+      text('claims.md', claims.claims_markdown(kept) + across_markdown(across, thresholds))
     costs = cost_rows(kept)
     text('costs.md', costs_markdown(costs)
          + (total_compute_markdown(total_compute(table_a_runs), of='table (a)')
@@ -555,10 +560,36 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
   return written
 
 
+def across_markdown(across: Sequence[tuple[str, Sequence[dict]]],
+                    thresholds: Thresholds) -> str:
+  """claims.md's section comparing settings (empty without `across`)."""
+  if not across:
+    return ''
+  kept = [(label, passing(completed(records), thresholds)) for label, records in across]
+  return ('\n## Across settings\n\nEach claim\'s verdict and evidence in each setting, by '
+          'the rules above, and which way it moves from the first to the last.\n\n'
+          + claims.across_markdown(kept))
+
+
+def parse_across(values: Sequence[str]) -> list[tuple[str, pathlib.Path]]:
+  """`--across` values, `LABEL=results.jsonl`, as (label, path); a bad one raises ValueError."""
+  settings = []
+  for value in values:
+    label, separator, path = value.partition('=')
+    if not separator or not label or not pathlib.Path(path).is_file():
+      raise ValueError(f'--across: {value!r} is not LABEL=PATH with PATH an existing '
+                       'results.jsonl.')
+    settings.append((label, pathlib.Path(path)))
+  return settings
+
+
 def _define_flags():
   """The command's flags (defined only when run as a script: importing defines none)."""
   flags.DEFINE_list('results', None, "Sweeps' results.jsonl files, pooled.")
   flags.DEFINE_string('outdir', None, 'Where the reports go (default: beside the results).')
+  flags.DEFINE_list('across', [], 'Settings to compare the claims across, LABEL=results.jsonl '
+                    "each, in the order to read them (e.g. '10 % budget=benchmarks/results/"
+                    "cpu_map/results.jsonl,proportions=...'): claims.md adds a table.")
   flags.DEFINE_float('utility_floor', Thresholds.utility_floor,
                      'Minimum test accuracy of an original model.')
   flags.DEFINE_float('poison_floor', Thresholds.poison_floor,
@@ -576,10 +607,16 @@ def main(argv):
     print(f'reports: error: --results must name existing results.jsonl files, comma-separated '
           f'(not found: {missing or values.results}).', file=sys.stderr)
     sys.exit(1)
+  try:
+    settings = parse_across(values.across)
+  except ValueError as error:
+    print(f'reports: error: {error}', file=sys.stderr)
+    sys.exit(1)
   records = [r for path in paths for r in store.ResultStore(path).read()]
+  across = [(label, store.ResultStore(path).read()) for label, path in settings]
   thresholds = Thresholds(values.utility_floor, values.poison_floor, values.memorised_floor)
   outdir = pathlib.Path(values.outdir) if values.outdir else paths[0].parent / 'reports'
-  for path in write_reports(records, outdir, thresholds):
+  for path in write_reports(records, outdir, thresholds, across):
     print(path)
   print(summary_table(records, thresholds))
 
