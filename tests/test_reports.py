@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from rem_jax import methods
+from rem_jax.experiments import records as records_lib
 from rem_jax.experiments import reports, selection, store
 
 
@@ -237,12 +239,39 @@ def test_total_compute_counts_each_training_run_once():
   assert (total['unlearning_s'], total['training_s']) == (7200.0, 12600.0)
   assert reports.total_compute_markdown(total) == (
       '\nTotal compute (unknown): 2.0 h unlearning in 4 runs, 3.5 h training 2 original models '
-      'in 3 runs (mean 4200 s); 5.5 h in all.\n')
+      'in 3 runs (mean 4200 s); 5.5 h in all, 5.5 device-hours.\n')
   part = reports.total_compute(records[:2])
   assert (part['trainings'], part['training_s']) == (1, 3600.0)
   assert reports.total_compute_markdown(part, of='table (a)').startswith(
       '\nTotal compute of table (a) (unknown): 0.5 h unlearning in 2 runs, 1.0 h training 1 '
       'original model in 1 run (mean 3600 s)')
+
+
+def test_device_hours_count_the_devices_each_run_held():
+  # Two runs of half an hour, on 2 devices and on 1 (a record before the field: 1).
+  two = {**_record('rem', 0.5, 1.0, wall=1800.0, train=3600.0), 'num_devices': 2}
+  one = _record('rem', 0.5, 1.0, wall=1800.0, train=3600.0, seed=1)
+  row, = reports.cost_rows([two, one])
+  assert row['device_hours'] == pytest.approx(1.5)
+  assert '| 1.50 |' in reports.costs_markdown([row])
+  # Training: seed 0's hour on the 2 devices its cells held, seed 1's on 1.
+  assert reports.total_compute([two, one])['device_hours'] == pytest.approx(1.5 + 3.0)
+
+
+def test_records_say_where_they_ran(monkeypatch):
+  environ = {'SLURM_JOB_ID': '71', 'SLURM_ARRAY_JOB_ID': '70', 'SLURM_ARRAY_TASK_ID': '1',
+             'HOME': '/root'}
+  assert records_lib.scheduler_ids(environ) == {'job_id': '71', 'array_job_id': '70',
+                                                'array_task_id': '1'}
+  assert records_lib.scheduler_ids({'HOME': '/root'}) == {}
+  for variable, value in environ.items():
+    monkeypatch.setenv(variable, value)
+  where = records_lib.environment()
+  assert where['host'] == socket.gethostname() and where['slurm']['array_task_id'] == '1'
+  monkeypatch.delenv('SLURM_JOB_ID')
+  monkeypatch.delenv('SLURM_ARRAY_JOB_ID')
+  monkeypatch.delenv('SLURM_ARRAY_TASK_ID')
+  assert 'slurm' not in records_lib.environment()
 
 
 def test_costs_name_no_table_a_compute_where_table_a_has_no_runs(tmp_path):

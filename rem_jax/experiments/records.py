@@ -3,7 +3,9 @@
 reader finds the same fields under the same names.
 """
 
+import os
 import platform
+import socket
 import time
 from collections.abc import Mapping
 
@@ -13,10 +15,27 @@ from rem_jax import methods
 from rem_jax.models import describe
 
 
+# Slurm's variables for where a task ran, by the name a record gives them (issue 36): a job, or
+# an array job's task (both the array's id and the task's own job id).
+SLURM_VARIABLES = {'job_id': 'SLURM_JOB_ID', 'array_job_id': 'SLURM_ARRAY_JOB_ID',
+                   'array_task_id': 'SLURM_ARRAY_TASK_ID'}
+
+
+def scheduler_ids(environ: Mapping[str, str] = os.environ) -> dict:
+  """The Slurm ids of the job or array task this process runs in ({} outside Slurm)."""
+  return {name: environ[variable] for name, variable in SLURM_VARIABLES.items()
+          if environ.get(variable)}
+
+
 def environment() -> dict:
-  """Versions and devices, recorded with every result."""
+  """Versions, devices and where the run ran (the host, and its Slurm job or array task if
+  any), recorded with every result."""
+  where = {'host': socket.gethostname()}
+  if ids := scheduler_ids():
+    where['slurm'] = ids
   return {'versions': {'jax': jax.__version__, 'python': platform.python_version()},
-          'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count()}
+          'device': str(jax.devices()[0].device_kind), 'num_devices': jax.device_count(),
+          **where}
 
 
 def run_record(config: Mapping, *, mesh, train: dict | None = None, before: dict | None = None,

@@ -297,8 +297,17 @@ def table_latex(rows: Sequence[dict], label: str = '') -> str:
   return '\n'.join(lines) + '\n'
 
 
+def device_seconds(record: dict, seconds: float | None = None) -> float:
+  """`seconds` (default: the run's unlearning wall time) times the devices the run held: a
+  sweep cell's share of its process's devices, as recorded (1 where a record predates the
+  field)."""
+  wall = record['unlearn']['wall_time_s'] if seconds is None else seconds
+  return wall * record.get('num_devices', 1)
+
+
 def cost_rows(records: Sequence[dict]) -> list[dict]:
-  """Per (base, variant): mean unlearning wall time and its percent of the training run."""
+  """Per (base, variant): mean unlearning wall time, its percent of the training run, and the
+  device-hours of all its runs."""
   groups = by_method(records)
   rows = []
   for (base, variant), group in groups.items():
@@ -311,6 +320,7 @@ def cost_rows(records: Sequence[dict]) -> list[dict]:
       percents_no_eval.append(100 * no_eval / records_lib.training_seconds(record))
     rows.append({'base': base, 'method': variant, 'runs': len(group),
                  'wall_time_s': float(np.mean(seconds)),
+                 'device_hours': sum(map(device_seconds, group)) / 3600,
                  'percent_of_training': float(np.mean(percents)),
                  'percent_without_evaluation': float(np.mean(percents_no_eval)),
                  'paper_percent': PAPER_COST_PERCENT.get(group[0]['method'])})
@@ -319,12 +329,13 @@ def cost_rows(records: Sequence[dict]) -> list[dict]:
 
 def costs_markdown(rows: Sequence[dict]) -> str:
   lines = ['| base | method | runs | wall s | % of training | % without evaluations | '
-           'paper A.8 % |', '|---|---|---|---|---|---|---|']
+           'paper A.8 % | device-h |', '|---|---|---|---|---|---|---|---|']
   for row in rows:
     paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
     lines.append(f'| {row["base"]} | {row["method"]} | {row["runs"]} | '
                  f'{row["wall_time_s"]:.1f} | {row["percent_of_training"]:.1f} | '
-                 f'{row["percent_without_evaluation"]:.1f} | {paper} |')
+                 f'{row["percent_without_evaluation"]:.1f} | {paper} | '
+                 f'{row["device_hours"]:.2f} |')
   return '\n'.join(lines) + '\n'
 
 
@@ -334,11 +345,15 @@ def total_compute(records: Sequence[dict]) -> dict:
   original recorded with two times was trained twice (a sweep trained it again in a workdir
   that lacked it) and both count; a sweep that reuses a trained model adds nothing. A part of
   the records never counts more than the whole."""
-  trainings = {(r['original'], records_lib.training_seconds(r)) for r in records}
+  trainings = {(r['original'], records_lib.training_seconds(r)): r for r in records}
   unlearning = sum(r['unlearn']['wall_time_s'] for r in records)
+  # A training run held the devices its cells' records name (a sweep trains on its cells' mesh).
+  device_s = (sum(map(device_seconds, records))
+              + sum(device_seconds(r, seconds) for (_, seconds), r in trainings.items()))
   return {'runs': len(records), 'unlearning_s': unlearning,
           'originals': len({original for original, _ in trainings}),
           'trainings': len(trainings), 'training_s': sum(s for _, s in trainings),
+          'device_hours': device_s / 3600,
           'devices': sorted({str(r.get('device', 'unknown')) for r in records})}
 
 
@@ -351,13 +366,14 @@ def total_compute_markdown(total: dict, of: str = '') -> str:
           f'{hours(total["training_s"])} training {plural(total["originals"], "original model")} '
           f'in {plural(total["trainings"], "run")} '
           f'(mean {total["training_s"] / total["trainings"]:.0f} s); '
-          f'{hours(total["unlearning_s"] + total["training_s"])} in all.\n')
+          f'{hours(total["unlearning_s"] + total["training_s"])} in all, '
+          f'{total["device_hours"]:.1f} device-hours.\n')
 
 
 def costs_csv(rows: Sequence[dict]) -> str:
   out = io.StringIO()
   fields = ['base', 'method', 'runs', 'wall_time_s', 'percent_of_training',
-            'percent_without_evaluation', 'paper_percent']
+            'percent_without_evaluation', 'paper_percent', 'device_hours']
   writer = csv.DictWriter(out, fields, lineterminator='\n')
   writer.writeheader()
   writer.writerows(rows)
