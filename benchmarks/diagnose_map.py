@@ -51,7 +51,6 @@ from rem_jax.diagnosis import advice  # pylint: disable=g-import-not-at-top,wron
 from rem_jax.diagnosis import regularity  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.diagnosis import suspects  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import cell  # pylint: disable=g-import-not-at-top,wrong-import-position
-from rem_jax.experiments import config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import diagnose  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -89,7 +88,7 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
   splits, record, trained, train_record = original(config, directory, mesh)
   forget_ids = record.forget_ids_at(rate)
   views = pipeline.make_views(splits, record, forget_ids, pipeline.put_images(splits, mesh))
-  diagnose_config = config_lib.diagnose_config()
+  diagnose_config = diagnose.diagnose_config()
   diagnose_config.methods = config.methods
   diagnose_config.batch_size = config.train.batch_size
   diagnose_config.eval_batch_size = config.eval_batch_size
@@ -143,9 +142,11 @@ def map_summary(rows, map_records) -> dict:
 
 def advised_method(diagnosis: dict, summary: dict) -> str:
   """What the diagnosis `diagnosis` advises: its task placed by its regularity score and its
-  estimated discovery rate, the best method of that cell of `summary`."""
+  estimated discovery rate, the best method of that cell of `summary` (no estimated rate, the
+  calibration could not tell: the best on average over the map's rates)."""
+  cut = diagnosis['threshold']
   _, advised = advice.place(summary, diagnosis['regularity']['score'],
-                            diagnosis['threshold']['estimated_discovery_rate'])
+                            None if cut is None else cut['estimated_discovery_rate'])
   return advised['best']['method']
 
 

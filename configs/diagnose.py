@@ -11,10 +11,13 @@ have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked s
 - the found set's regularity score (probe models' held-out agreement with its labels, `folds`
   of them, each trained with the checkpoint's recipe or `probe_steps` steps) and its row of the
   map;
-- suspects: corrupted examples not yet found, by co-forgetting and out-of-sample disagreement
-  (cleanlab), with a threshold calibrated on the found set;
-- the estimated discovery rate, and the method with the best H×U in that cell of a benchmark
-  (`records`: the packaged CPU map by default, or a sweep's results.jsonl).
+- suspects: corrupted examples not yet found, by co-forgetting (a flush of the found set that
+  stops before Acc(D_r) falls more than `flush_margin`) and out-of-sample disagreement
+  (cleanlab), with a threshold calibrated on the found set; "cannot tell", and no count,
+  where the calibration cannot tell a signal from chance;
+- the estimated discovery rate with its interval, and the method with the best H×U in that
+  cell of a benchmark (`records`: the packaged CPU map by default, or a sweep's
+  results.jsonl); the best at each plausible rate where the rate is uncertain or unknown.
 `--config.unlearn=true` then unlearns D_f and the suspects with the advised method (or
 `method`) into `<workdir>/unlearned`.
 
@@ -24,10 +27,10 @@ re-creates its poisoned training images, see configs/unlearn.py).
 
 import ml_collections
 
-from rem_jax.experiments import config_lib
+from rem_jax.experiments import diagnose
 from rem_jax.experiments import tiny
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Every field: `rem_jax.experiments.config_lib.diagnose_config`."""
-  return tiny.shrink_if_asked(config_lib.diagnose_config())
+  """Every field: `rem_jax.experiments.diagnose.diagnose_config`."""
+  return tiny.shrink_if_asked(diagnose.diagnose_config())

@@ -106,16 +106,72 @@ def test_combining_follows_the_signal_that_finds_and_ignores_the_one_that_does_n
   hidden[:30] = True
   finds = np.where(hidden, 5.0, 0.0) + rng.normal(size=300)
   blind = rng.normal(size=300)
-  calibrations = suspects.calibrate_all({'finds': finds, 'blind': blind}, hidden)
-  assert calibrations['finds']['auc'] > 0.95 and abs(calibrations['blind']['auc'] - 0.5) < 0.1
-  # One count of corrupted candidates for all: the tighter estimate (the signal that finds).
-  assert (calibrations['blind']['corrupted_among_candidates']
-          == calibrations['finds']['own_estimate'])
-  combined = suspects.combine([finds, blind], [calibrations['finds'], calibrations['blind']])
+  # Calibrated against each other, both blind and informative, the larger precision wins.
+  both = {name: suspects.calibrate(score, hidden, corrupted=30)
+          for name, score in (('finds', finds), ('blind', blind))}
+  combined = suspects.combine([finds, blind], [both['finds'], both['blind']])
   assert suspects.precision_recall_at(combined, hidden, 30)[0] >= 0.9
   assert suspects.precision_recall_at(np.maximum(suspects.percentile_ranks(finds),
                                                  suspects.percentile_ranks(blind)),
                                       hidden, 30)[0] < 0.9  # What a plain max of ranks gets.
+  # `calibrate_all` leaves the blind one out altogether: it cannot tell it from chance.
+  calibrations = suspects.calibrate_all({'finds': finds, 'blind': blind}, hidden)
+  assert calibrations['finds']['auc'] > 0.95 and calibrations['finds']['informative']
+  assert not calibrations['blind']['informative'] and abs(calibrations['blind']['auc'] - 0.5) < 0.1
+  assert set(calibrations['blind']) == {'auc', 'auc_low', 'auc_high', 'informative',
+                                        'num_hidden'}  # No count, threshold or precision.
+  # One count of corrupted candidates for all: the informative signal's own estimate.
+  assert (calibrations['combined']['corrupted_among_candidates']
+          == calibrations['finds']['own_estimate'])
+  alone = suspects.calibrate_all({'finds': finds}, hidden)
+  assert calibrations['combined']['recall_curve'] == alone['combined']['recall_curve']
+
+
+def test_a_signal_of_pure_noise_says_cannot_tell_and_a_strong_one_does_not():
+  hidden = np.zeros(3000, bool)
+  hidden[:40] = True
+  informative = []
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=3000)
+    calibrations = suspects.calibrate_all({'noise': noise}, hidden, resamples=50, rng=rng)
+    informative.append(calibrations['noise']['informative'])
+    if not informative[-1]:
+      assert calibrations['noise']['auc_low'] <= 0.5  # (Below it too: worse than chance.)
+      assert not calibrations['combined']['informative']
+      assert suspects.threshold(calibrations['combined'], 80) is None  # No count, no rate.
+  # A one-sided 2.5 % test: 1 of 20 noise draws passing is chance (measured: 0 of these 20).
+  assert sum(informative) <= 1, informative
+  # Ties everywhere (a flush that moved nothing): AUC exactly 0.5, cannot tell.
+  flat = suspects.calibrate_all({'flat': np.zeros(3000)}, hidden)
+  assert flat['flat']['auc'] == 0.5 and not flat['flat']['informative']
+  rng = np.random.default_rng(0)
+  strong = np.where(np.arange(3000) < 120, 3.0, 0.0) + rng.normal(size=3000)
+  calibrations = suspects.calibrate_all({'strong': strong}, hidden, resamples=50, rng=rng)
+  assert calibrations['strong']['informative'] and calibrations['strong']['auc_low'] > 0.9
+  assert suspects.threshold(calibrations['combined'], 80)['num_suspects'] > 0
+
+
+def test_the_estimates_intervals_hold_the_truth_on_synthetic_rankings():
+  # 5,000 candidates: 50 hidden (half of a found set of 100) and 100 unfound corrupted that
+  # rank alike (3 standard deviations above the clean). True: 100 left, discovery rate 0.5.
+  hidden = np.zeros(5000, bool)
+  hidden[:50] = True
+  corrupted = np.arange(5000) < 150
+  held = {'remaining': 0, 'estimated_discovery_rate': 0}
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=5000) + 3.0 * corrupted
+    calibrations = suspects.calibrate_all({'s': scores}, hidden, resamples=200, rng=rng)
+    cut = suspects.threshold(calibrations['combined'], 100)
+    for key, truth in (('remaining', 100), ('estimated_discovery_rate', 0.5)):
+      assert cut[f'{key}_low'] <= cut[key] <= cut[f'{key}_high'], (seed, key)
+      held[key] += cut[f'{key}_low'] <= truth <= cut[f'{key}_high']
+    assert (cut['expected_corrupted_among_suspects_low'] <= cut['expected_corrupted_among_suspects']
+            <= cut['expected_corrupted_among_suspects_high'])
+  # Nominally 95 %; measured 17 of 20 (0.85 over 100 seeds): the count is a minimum over
+  # cut-offs, biased low where the ranking is sharp, which a bootstrap does not undo.
+  assert held['remaining'] >= 15 and held['estimated_discovery_rate'] >= 15, held
 
 
 def test_advice_reads_the_cell_at_the_nearest_rate_and_names_the_runner_up():
@@ -154,7 +210,7 @@ def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
 def _settings(steps=160):
   """The diagnosis's settings with probes of half the fixture's training recipe."""
   recipe = dataclasses.replace(poisoned_module.RECIPE, steps=steps, checkpoint_every=steps)
-  settings = diagnose.settings_from(config_lib.diagnose_config(), recipe)
+  settings = diagnose.settings_from(diagnose.diagnose_config(), recipe)
   return dataclasses.replace(settings, batch_size=poisoned_module.BATCH, eval_batch_size=256,
                              bootstrap=200)
 
@@ -193,6 +249,63 @@ def test_co_forgetting_finds_the_unfound_poison_and_calibration_counts_it(poison
   assert found.mean() >= 0.5 and not np.isin(poison_diagnosis.suspect_ids,
                                               poisoned.record.forget_ids_at(0.5)).any()
   assert poison_diagnosis.summary['advice']['discovery_rate'] == 0.5
+  # Co-forgetting finds the poison: it does not abstain, and its estimates carry intervals.
+  calibration = poison_diagnosis.summary['calibration']
+  assert calibration['co_forgetting']['informative'] and calibration['combined']['informative']
+  assert cut['remaining_low'] <= cut['remaining'] <= cut['remaining_high']
+  assert cut['estimated_discovery_rate_low'] <= 0.5 <= cut['estimated_discovery_rate_high']
+  # The flush kept the rest of the model.
+  for flush in poison_diagnosis.summary['co_forgetting'].values():
+    assert flush['retain_accuracy_after'] >= flush['retain_accuracy_before'] - flush['margin']
+
+
+def test_a_report_that_cannot_tell_prints_no_count_and_no_rate(poison_diagnosis):
+  hidden = np.zeros(2000, bool)
+  hidden[:16] = True
+  rng = np.random.default_rng(0)
+  calibrations = suspects.calibrate_all({'co_forgetting': rng.normal(size=2000),
+                                         'disagreement': rng.normal(size=2000)}, hidden,
+                                        resamples=20, rng=rng)
+  assert not any(c['informative'] for c in calibrations.values())
+  cut = suspects.threshold(calibrations['combined'], 32)
+  summary = {**poison_diagnosis.summary, 'calibration': calibrations, 'threshold': cut,
+             'num_suspects': 0, 'report': 'report.md',
+             'advice': advice.advise(_summary(), 'poison_trigger', None)}
+  text = diagnose.report_markdown(summary) + diagnose.headline(summary)
+  assert 'Suspects: **cannot tell**' in text and text.count('| cannot tell |') == 3
+  for estimate in ('Estimated corrupted', 'Estimated discovery rate', 'suspects, about',
+                   'estimated discovery rate 0', 'Advised: **'):
+    assert estimate not in text, estimate
+  # Advice covers what is known: the best at each of the map's rates, and on average.
+  assert '| 0.2 | npo |' in text and '| 0.5 | rem |' in text and '| 1 | rem |' in text
+  assert 'Advised by rate: npo at 0.2, rem at 0.5, rem at 1; on average over them: rem.' in text
+  written = json.loads(json.dumps(summary))
+  assert written['threshold'] is None and written['advice']['discovery_rate'] is None
+  assert all(set(c) <= {'auc', 'auc_low', 'auc_high', 'informative', 'num_hidden'}
+             for c in written['calibration'].values())
+
+
+def test_the_flush_stops_before_it_flushes_the_rest_of_the_model(poisoned):
+  # A learning rate at which one epoch of NPO on D_f (one step) wrecks D_r.
+  settings = _settings()
+  flush = settings.flush.copy_and_resolve_references()
+  flush.learning_rate, flush.epochs = 20.0, 3
+  settings = dataclasses.replace(settings, flush=flush)
+  task = poisoned.task(0.5)
+  original = methods.TrainedModel(poisoned.model, poisoned.variables)
+  unguarded = methods.get_method('npo')(original, task, dict(flush, epochs=1))
+  wrecked = unguarded.record['iterations'][0]['retain_accuracy']
+  _, _, record = diagnose.guarded_flush(original, task, settings)
+  before, after = record['retain_accuracy_before'], record['retain_accuracy_after']
+  assert wrecked < before - settings.flush_margin, (wrecked, before)
+  assert after >= before - settings.flush_margin, record
+  assert record['backoffs'] >= 1 and record['learning_rate'] < 20.0
+  assert all(r['retain_accuracy'] != r['retain_accuracy'] or
+             r['retain_accuracy'] < before - settings.flush_margin for r in record['rejected'])
+  # The report shows Acc(D_r) before and after.
+  summary = diagnose._flush_summary(record)  # pylint: disable=protected-access
+  line = diagnose._flush_line('whole found set', summary)  # pylint: disable=protected-access
+  assert f'Acc(D_r) {before:.3f} before, {after:.3f} after (margin 0.1' in line, line
 
 
 def test_the_regularity_of_a_poison_is_higher_than_that_of_random_swaps(poisoned,
@@ -259,11 +372,15 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
   # No UL: the plumbing is what is checked here (`unlearning_method` picks the advised one).
   assert cli.run(workdir, *_args(inputs, '--config.unlearn=true', '--config.method=no_ul'),
                  config='configs/diagnose.py') == 0
-  assert 'Advised: npo' in capsys.readouterr().out
+  # An untrained model: no signal beats chance, so the advice is per rate (NPO at every one).
+  assert ('Advised by rate: npo at 0.2, npo at 0.5, npo at 1; on average over them: npo.'
+          in capsys.readouterr().out)
   summary = json.loads((workdir / diagnose.RESULTS_FILE).read_text())
   assert summary['num_found'] == 16 and summary['advice']['best']['method'] == 'npo'
+  assert summary['threshold'] is None and summary['num_suspects'] == 0
   report = (workdir / diagnose.REPORT_FILE).read_text()
-  assert '## Regularity' in report and f'Advised: **{summary["advice"]["best"]["method"]}**' in report
+  assert '## Regularity' in report and 'Best on average over those rates: **npo**' in report
+  assert 'Acc(D_r)' in report  # Before and after each flush.
   assert (workdir / diagnose.FIGURE_FILE).stat().st_size > 0
   scores = np.load(workdir / diagnose.SCORES_FILE)
   assert scores['co_forgetting'].shape == (256,) and scores['probe_probabilities'].shape == (256, 10)
@@ -284,6 +401,7 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
     ('checkpoint', [], 'checkpoint is required: pass --config.checkpoint=PATH.'),
     (None, ['--config.folds=1'], 'folds=1 is not allowed; allowed: int ≥ 2.'),
     (None, ['--config.folds=17'], 'folds=17: the forget ids hold 16 examples'),
+    (None, ['--config.flush_margin=1.5'], 'flush_margin=1.5 is not allowed; allowed: [0, 1].'),
     (None, ['--config.method=rem'], '--config.method has no effect in this run: unlearn=false'),
     (None, ['--config.records=/nonexistent.jsonl'], "records='/nonexistent.jsonl' is not a file."),
     ('records', ['--config.records={partial}'], 'has no plain-base cells of'),
@@ -312,7 +430,7 @@ def test_the_docs_table_lists_every_diagnosis_field_with_its_default_and_what_it
   for line in table.splitlines()[2:]:
     cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip().strip('|'))]
     rows[cells[0].strip('`')] = (cells[1], cells[2])
-  defaults = config_lib.diagnose_config()
+  defaults = diagnose.diagnose_config()
   assert sorted(rows) == sorted(diagnose.DIAGNOSE_FIELDS)
   for field, spec in diagnose.DIAGNOSE_FIELDS.items():
     value = defaults[field]

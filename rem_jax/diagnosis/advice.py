@@ -10,6 +10,8 @@ import collections
 import json
 import pathlib
 
+import numpy as np
+
 from rem_jax import files
 from rem_jax import metrics
 from rem_jax.diagnosis import regularity
@@ -86,30 +88,76 @@ def write(summary: dict, path) -> None:
   files.write_json_atomic(pathlib.Path(path), summary)
 
 
-def advise(summary: dict, task: str, discovery_rate: float, base: str = 'plain') -> dict:
+def _pick(c):
+  return None if c is None else {k: c[k] for k in ('method', 'healed_x_utility', 'sem', 'seeds')}
+
+
+def plausible_rates(rates, interval) -> list[float]:
+  """The map's rates whose cell some rate of `interval` (low, high) would read (each rate
+  reads its nearest map rate); None or an interval with a NaN end: every rate (unknown)."""
+  rates = sorted(rates)
+  if interval is None or any(v != v for v in interval):
+    return rates
+  nearest = lambda value: min(rates, key=lambda r: (abs(r - value), r))
+  low, high = nearest(min(interval)), nearest(max(interval))
+  return [r for r in rates if low <= r <= high]
+
+
+def advise(summary: dict, task: str, discovery_rate: float | None, base: str = 'plain', *,
+           interval=None) -> dict:
   """The method with the best mean H×U in the map's cell (task's row, nearest rate), and the
-  runner-up. A ValueError when the summary has no cell for that row and base."""
+  runner-up; `per_rate`: the best and the runner-up at each plausible rate (`plausible_rates`
+  of `interval`, the discovery rate's interval). A ValueError when the summary has no cell for
+  that row and base.
+
+  An unknown discovery rate (None: the diagnosis could not estimate it) reads no single cell:
+  `discovery_rate` is None, every rate of the row is plausible, and `best`, `runner_up` and
+  `cell` rank the methods by their H×U averaged over those rates (the best choice if each
+  rate is as likely as the others; `sem` is that average's, from the cells' SEMs), so that
+  advice covers what is known without a rate the calibration cannot support.
+  """
   cells = [c for c in summary['cells'] if c['task'] == task and c['base'] == base]
   if not cells:
     raise ValueError(f'records: no {base}-base cells of task {task!r} '
                      f'({regularity.ROWS.get(task, "?")} regularity); the records must cover '
                      'it.')
   rates = sorted({c['discovery_rate'] for c in cells})
-  rate = min(rates, key=lambda r: (abs(r - discovery_rate), r))
-  ranked = sorted((c for c in cells if c['discovery_rate'] == rate),
-                  key=lambda c: -c['healed_x_utility'])
-  pick = lambda c: None if c is None else {k: c[k] for k in ('method', 'healed_x_utility',
-                                                              'sem', 'seeds')}
+  ranked_at = lambda rate: sorted((c for c in cells if c['discovery_rate'] == rate),
+                                  key=lambda c: -c['healed_x_utility'])
+  plausible = plausible_rates(rates, None if discovery_rate is None else interval)
+  per_rate = []
+  for rate in plausible:
+    ranked = ranked_at(rate)
+    per_rate.append({'discovery_rate': rate, 'best': _pick(ranked[0]),
+                     'runner_up': _pick(ranked[1] if len(ranked) > 1 else None)})
+  if discovery_rate is not None:
+    rate = min(rates, key=lambda r: (abs(r - discovery_rate), r))
+    ranked = ranked_at(rate)
+  else:
+    rate = None
+    by_method = collections.defaultdict(list)
+    for c in cells:
+      if c['discovery_rate'] in plausible:
+        by_method[c['method']].append(c)
+    ranked = sorted(({'method': method, 'healed_x_utility': float(np.mean(
+                          [c['healed_x_utility'] for c in group])),
+                      'sem': float(np.sqrt(np.sum([c['sem'] ** 2 for c in group]))
+                                   / len(group)),
+                      'seeds': min(c['seeds'] for c in group)}
+                     for method, group in by_method.items() if len(group) == len(plausible)),
+                    key=lambda c: -c['healed_x_utility'])
   return {'task': task, 'row': regularity.ROWS[task], 'base': base, 'discovery_rate': rate,
-          'best': pick(ranked[0]), 'runner_up': pick(ranked[1] if len(ranked) > 1 else None),
-          'cell': [pick(c) for c in ranked]}
+          'best': _pick(ranked[0]), 'runner_up': _pick(ranked[1] if len(ranked) > 1 else None),
+          'cell': [_pick(c) for c in ranked], 'plausible_rates': plausible,
+          'per_rate': per_rate}
 
 
-def place(summary: dict, score: float, discovery_rate: float, base: str = 'plain'
-          ) -> tuple[str, dict]:
-  """The benchmark task whose regularity score is nearest `score`, and `advise` in its cell."""
+def place(summary: dict, score: float, discovery_rate: float | None, base: str = 'plain', *,
+          interval=None) -> tuple[str, dict]:
+  """The benchmark task whose regularity score is nearest `score`, and `advise` in its cell
+  (`discovery_rate` None: unknown; `interval`: its interval)."""
   task = regularity.nearest_task(score, summary['regularity_scores'])
-  return task, advise(summary, task, discovery_rate, base)
+  return task, advise(summary, task, discovery_rate, base, interval=interval)
 
 
 def check_covers(summary: dict, base: str) -> None:

@@ -15,16 +15,21 @@ The steps (their pure parts live in `rem_jax.diagnosis`):
 2. Regularity: the probes' held-out agreement with the given labels on D_f over that on D_r
    (`regularity.score`), placed in the map's row of the benchmark task whose measured score is
    nearest.
-3. Suspects: co-forgetting (NPO on D_f until Acc(D_f) <= gamma, at most REM's flush cap, from
-   a copy of the trained model; the drop in each example's given-label log-probability) and
+3. Suspects: co-forgetting (`guarded_flush`: NPO on D_f until Acc(D_f) <= gamma, at most
+   REM's flush cap, from a copy of the trained model, kept from flushing the rest of the
+   model by `flush_margin`; the drop in each example's given-label log-probability) and
    out-of-sample disagreement (cleanlab on the probes' probabilities); each calibrated by
    running it with one half of D_f as the found set and the other half hidden among the
-   candidates (`suspects.calibrate`), and combined on the scale of that calibration's
-   precision (`suspects.combine`); the combined ranking's calibration sets how many suspects
-   to take (`suspects.threshold`).
+   candidates (`suspects.calibrate_all`). A signal whose calibration cannot tell it from
+   chance (its AUC's interval holds 0.5) says "cannot tell" and is left out; the informative
+   ones are combined on the scale of their calibrated precision (`suspects.combine`), and the
+   combined ranking's calibration sets how many suspects to take, with intervals
+   (`suspects.threshold`). No informative signal: no suspects, no count, no rate.
 4. Advice: the estimated discovery rate |D_f| / (|D_f| + estimated corrupted left in D_r)
    and the regularity row pick the map's cell; the method with the best mean H×U there is
-   advised, with the runner-up (`advice.advise`).
+   advised, with the runner-up and the best at each rate the rate's interval allows
+   (`advice.advise`). Without an estimated rate, the best at each of the map's rates, and
+   the best on average over them.
 """
 
 import dataclasses
@@ -56,6 +61,7 @@ from rem_jax.experiments import config_lib  # pylint: disable=g-import-not-at-to
 from rem_jax.experiments import fields  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import practitioner  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.methods import npo as npo_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.models import init_variables  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPORT_FILE = 'report.md'
@@ -68,6 +74,18 @@ UNLEARNED_DIR = 'unlearned'
 SIGNALS = ('co_forgetting', 'disagreement', 'combined')
 # The fewest found examples a diagnosis works with: the calibration halves need two each.
 MIN_FOUND = 4
+# The co-forgetting flush's default margin: how far Acc(D_r) may fall (see `guarded_flush`).
+# 0.1 is twice the corrupted share of the map's and the quickstart's training sets (150 of
+# 3,000, 250 of 5,000): a flush that forgot every unfound corrupted example of D_r, and
+# nothing else, would stay within it, sampling noise included (`RETAIN_SAMPLE`); the
+# quickstart's unguarded flush that found nothing had lost 0.7 of it.
+FLUSH_MARGIN = 0.1
+# At most this many examples of D_r are the flush's watch (a seeded subsample): the standard
+# error of an accuracy on 2,000 examples is at most 0.011, a ninth of the margin.
+RETAIN_SAMPLE = 2000
+# A flush epoch that breaks the margin is undone and retried at half the learning rate at
+# most this many times (1/8 of it); then the flush stops at the last epoch within the margin.
+FLUSH_BACKOFFS = 3
 # What a diagnosis config adds to an unlearning config's fields.
 DIAGNOSE_FIELDS = {
     'folds': fields.Field('int ≥ 2', fields.integer(2), 'probe models; at most \\|D_f\\|'),
@@ -75,7 +93,10 @@ DIAGNOSE_FIELDS = {
                                 lambda v: v is None or fields.integer(1)(v),
                                 "each probe's training steps (unset: the recipe's)"),
     'bootstrap': fields.Field('int ≥ 0', fields.integer(0),
-                              "resamples of the regularity score's interval"),
+                              "resamples of the regularity score's and the estimates' "
+                              'intervals'),
+    'flush_margin': fields.Field('[0, 1]', fields.number(0, 1),
+                                 "co-forgetting's flush stops before Acc(D_r) falls more"),
     'records': fields.Field('unset or a path', fields.is_optional_text,
                             "a sweep's results.jsonl or a map summary (unset: the packaged one)"),
     'unlearn': fields.Field('true or false', lambda v: isinstance(v, bool),
@@ -83,6 +104,13 @@ DIAGNOSE_FIELDS = {
     'method': fields.Field('unset or a method', lambda v: v is None or v in methods.METHODS,
                            'with unlearn: the method (unset: the advised one)'),
 }
+
+
+def diagnose_config() -> ml_collections.ConfigDict:
+  """configs/diagnose.py's fields: `config_lib.diagnose_config()`'s and the flush's margin."""
+  config = config_lib.diagnose_config()
+  config.flush_margin = FLUSH_MARGIN  # Acc(D_r) may fall this much in the flush (0.1: 10 points).
+  return config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +124,9 @@ class Settings:
     batch_size: the flushes' batch size (at most half the found set: both flushes, the whole
       found set's and the calibration half's, share one compiled step).
     eval_batch_size: the prediction passes' batch size.
-    bootstrap: resamples of the regularity score's interval.
+    bootstrap: resamples of the regularity score's and the estimates' intervals.
     seed: fixes folds, calibration halves, bootstrap, probe inits, data order.
+    flush_margin: the flushes stop before Acc(D_r) falls more than this (`guarded_flush`).
   """
   folds: int
   recipe: trainer.Recipe
@@ -106,6 +135,7 @@ class Settings:
   eval_batch_size: int
   bootstrap: int = 1000
   seed: int = 0
+  flush_margin: float = FLUSH_MARGIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +164,8 @@ def settings_from(config: ml_collections.ConfigDict, recipe: trainer.Recipe) -> 
   flush.epochs = config.methods.rem.max_flush_epochs
   return Settings(folds=config.folds, recipe=recipe, flush=flush,
                   batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                  bootstrap=config.bootstrap, seed=config.seed)
+                  bootstrap=config.bootstrap, seed=config.seed,
+                  flush_margin=config.flush_margin)
 
 
 # ---- The steps ----------------------------------------------------------------------------------
@@ -153,14 +184,93 @@ def given_log_probs(model, variables, views: pipeline.Views, mesh, batch_size: i
                                        views.train.labels)
 
 
+def guarded_flush(original: methods.TrainedModel, task: methods.Task, settings: Settings
+                  ) -> tuple[object, dict, dict]:
+  """Co-forgetting's flush: NPO on D_f from a copy of `original` until Acc(D_f) <= gamma, that
+  keeps the rest of the model: (model, variables, record).
+
+  NPO's own loop (`common.until_forgotten`) measures Acc(D_r) only to pick its best epoch: on
+  easy data one epoch can flush everything (the quickstart's flush ended near a quarter of
+  D_r's accuracy), and then every example's given label drops and co-forgetting ranks
+  nothing. Here each epoch is checked: Acc(D_r) on a seeded subsample of D_r
+  (`RETAIN_SAMPLE`) may not fall more than `settings.flush_margin` below its value before the
+  flush. An epoch that breaks the margin (or whose loss is not finite) is undone and retried
+  at half the learning rate, at most `FLUSH_BACKOFFS` times; then the flush stops. The result
+  is the last epoch kept (the starting model if none was: co-forgetting then scores nothing,
+  and its calibration says "cannot tell"). The extra cost is a forward pass over the
+  subsample per epoch and one compile per back-off.
+
+  Record: 'epochs' kept, 'stop_epoch' (where Acc(D_f) <= gamma, else None), 'stopped'
+  ('forgotten', 'margin' or 'epochs'), 'backoffs', 'learning_rate' (the last one tried),
+  'retain_accuracy_before' / '_after' and 'forget_accuracy_before' / '_after' (on the
+  subsample and on D_f, of the starting and the returned model), 'margin', 'iterations' (per
+  kept epoch) and 'rejected' (per undone epoch: its Acc(D_r) and learning rate).
+  """
+  common = methods.common
+  flush = common.resolve_settings(settings.flush, npo_lib.default_config(), 'npo')
+  views, mesh = task.views, task.mesh
+  phase = common.Phase(npo_lib.NPO(flush.beta), views.forget, common.forget_batch_size(task))
+  model, state, loop, data_key = common._start(  # pylint: disable=protected-access
+      original, task, flush, flush.epochs * phase.steps,
+      lambda start: {'reference': start}, None)
+  accuracy = common.Accuracy(model, mesh, common.round_to_devices(flush.eval_batch_size, mesh))
+  rng = np.random.default_rng([settings.seed, int(seeds.Stream.DIAGNOSIS), 1])
+  retain = views.retain
+  if retain.num_examples > RETAIN_SAMPLE:
+    retain = retain.subset(np.sort(rng.choice(retain.num_examples, RETAIN_SAMPLE,
+                                              replace=False)))
+  variables = trainer.variables_of(state)
+  before = accuracy(variables, retain)
+  forget_before = accuracy(variables, views.forget)
+  floor = before - settings.flush_margin
+  learning_rate = loop.optimizer.learning_rate
+  iterations, rejected, stopped, stop_epoch = [], [], 'epochs', None
+  with common.progress(flush.epochs, 'co-forgetting flush', 'epoch') as bar:
+    while len(iterations) < flush.epochs:
+      saved = jax.device_get(state)  # The live state is donated by the epoch's steps.
+      key = jax.random.fold_in(jax.random.fold_in(data_key, len(iterations) + 1), len(rejected))
+      state = loop.run(state, phase, key)
+      current = trainer.variables_of(state)
+      retain_accuracy = accuracy(current, retain) if bool(state['finite']) else float('nan')
+      if not retain_accuracy >= floor:  # NaN (a non-finite loss) breaks it too.
+        rejected.append({'after_epoch': len(iterations), 'retain_accuracy': retain_accuracy,
+                         'learning_rate': learning_rate})
+        state = sharding.replicate(saved, mesh)
+        if len(rejected) > FLUSH_BACKOFFS:
+          stopped = 'margin'
+          break
+        learning_rate /= 2
+        loop.optimizer = dataclasses.replace(loop.optimizer, learning_rate=learning_rate)
+        continue
+      forget_accuracy = accuracy(current, views.forget)
+      iterations.append({'iteration': len(iterations) + 1, 'forget_accuracy': forget_accuracy,
+                         'retain_accuracy': retain_accuracy, 'learning_rate': learning_rate})
+      common.show(bar, f'Acc(D_f)={forget_accuracy:.3f}, Acc(D_r)={retain_accuracy:.3f}',
+                  advance=1)
+      if common.forgotten(forget_accuracy, flush.gamma):
+        stopped, stop_epoch = 'forgotten', len(iterations)
+        break
+  variables = trainer.variables_of(state)
+  last = iterations[-1] if iterations else {'retain_accuracy': before,
+                                            'forget_accuracy': forget_before}
+  record = {'epochs': len(iterations), 'stop_epoch': stop_epoch, 'stopped': stopped,
+            'backoffs': len(rejected), 'learning_rate': learning_rate,
+            'margin': settings.flush_margin, 'retain_sample': int(retain.num_examples),
+            'retain_accuracy_before': before, 'retain_accuracy_after': last['retain_accuracy'],
+            'forget_accuracy_before': forget_before,
+            'forget_accuracy_after': last['forget_accuracy'], 'iterations': iterations,
+            'rejected': rejected, 'steps': loop.steps}
+  return model, variables, record
+
+
 def flushed_log_probs(original: methods.TrainedModel, views: pipeline.Views, found_ids, mesh,
                       settings: Settings, batch_size: int) -> tuple[np.ndarray, dict]:
-  """Co-forgetting's flush: NPO on the found set from a copy of `original`, `batch_size`
-  examples a step; then log p(given label) of every training example, and NPO's record."""
+  """Co-forgetting's flush (`guarded_flush`) on the found set from a copy of `original`,
+  `batch_size` examples a step; then log p(given label) of every training example, and the
+  flush's record."""
   task = methods.Task(views, None, found_ids, mesh, batch_size, settings.seed, settings.recipe)
-  flushed = methods.get_method('npo')(original, task, settings.flush)
-  return (given_log_probs(flushed.model, flushed.variables, views, mesh,
-                          settings.eval_batch_size), flushed.record)
+  model, variables, record = guarded_flush(original, task, settings)
+  return (given_log_probs(model, variables, views, mesh, settings.eval_batch_size), record)
 
 
 def probe_probabilities(original: methods.TrainedModel, views: pipeline.Views, fold, mesh,
@@ -249,21 +359,30 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
   candidates = ~in_a
   hidden = in_b[candidates]
   calibrations = suspects.calibrate_all({'co_forgetting': co_forgetting_a[candidates],
-                                         'disagreement': disagreement[candidates]}, hidden)
-  signals = [calibrations['co_forgetting'], calibrations['disagreement']]
+                                         'disagreement': disagreement[candidates]}, hidden,
+                                        resamples=settings.bootstrap, rng=rng)
+  # Only the signals whose calibration tells them from chance rank the real candidates.
+  full = {'co_forgetting': co_forgetting, 'disagreement': disagreement}
+  informative = [name for name in full if calibrations[name]['informative']]
   combined = np.full(num_examples, np.nan)
-  combined[retain] = suspects.combine([co_forgetting[retain], disagreement[retain]], signals)
+  if informative:
+    combined[retain] = suspects.combine([full[name][retain] for name in informative],
+                                        [calibrations[name] for name in informative])
   cut = suspects.threshold(calibrations['combined'], len(forget_ids))
   retain_positions = np.flatnonzero(retain)
-  suspect_positions = retain_positions[suspects.top(combined[retain], cut['num_suspects'])]
+  num_suspects = 0 if cut is None else cut['num_suspects']
+  suspect_positions = retain_positions[suspects.top(combined[retain], num_suspects)]
   suspect_ids = train.ids[suspect_positions]
 
   if map_summary is None:  # A benchmark measuring the scores themselves: no map to place on.
     task, advised, references = None, None, None
   else:
     references = map_summary['regularity_scores']
-    task, advised = advice.place(map_summary, regularity_score['score'],
-                                 cut['estimated_discovery_rate'], base)
+    rate, interval = ((None, None) if cut is None else
+                      (cut['estimated_discovery_rate'], (cut['estimated_discovery_rate_low'],
+                                                         cut['estimated_discovery_rate_high'])))
+    task, advised = advice.place(map_summary, regularity_score['score'], rate, base,
+                                 interval=interval)
   summary = {
       'num_train': int(num_examples), 'num_found': int(len(forget_ids)),
       'folds': settings.folds, 'probe_steps': settings.recipe.steps,
@@ -273,7 +392,8 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
                         'calibration_flush': _flush_summary(flush_record_a)},
       'disagreement': {'flagged_in_retain': int(flagged[retain].sum()),
                        'flagged_in_found': int(flagged[in_forget].sum())},
-      'calibration': {name: {k: v for k, v in c.items() if k != 'recall_curve'}
+      'calibration': {name: {k: v for k, v in c.items() if k not in ('recall_curve',
+                                                                      'resampled')}
                       for name, c in calibrations.items()},
       'threshold': cut, 'num_suspects': int(len(suspect_ids)),
       'advice': advised, 'map_source': (map_summary or {}).get('source', ''),
@@ -282,13 +402,18 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
             'co_forgetting': co_forgetting, 'disagreement': disagreement, 'combined': combined,
             'own_loss': suspects.own_loss(log_prob), 'flagged': flagged,
             'probe_probabilities': probabilities,
-            'calibration_recall_combined': np.asarray(calibrations['combined']['recall_curve'])}
+            'calibration_recall_combined': np.asarray(
+                calibrations['combined'].get('recall_curve', []), np.float64)}
   return Diagnosis(summary, scores, suspect_ids)
 
 
 def _flush_summary(record: dict) -> dict:
-  return {'epochs': record['epochs'], 'stop_epoch': record['stop_epoch'],
-          'forget_accuracy': [it['forget_accuracy'] for it in record['iterations']]}
+  return {**{k: record[k] for k in ('epochs', 'stop_epoch', 'stopped', 'backoffs',
+                                     'learning_rate', 'margin', 'retain_sample',
+                                     'retain_accuracy_before', 'retain_accuracy_after',
+                                     'forget_accuracy_before', 'forget_accuracy_after')},
+          'forget_accuracy': [it['forget_accuracy'] for it in record['iterations']],
+          'retain_accuracy': [it['retain_accuracy'] for it in record['iterations']]}
 
 
 # ---- The report ---------------------------------------------------------------------------------
@@ -298,8 +423,27 @@ def _percent(value) -> str:
   return 'n/a' if value is None or value != value else f'{100 * value:.1f}'
 
 
+def _interval(cut: dict, key: str, fmt: str) -> str:
+  """'value (low–high)' of a `suspects.threshold` estimate."""
+  low, high = cut[f'{key}_low'], cut[f'{key}_high']
+  bounds = ('no interval' if low != low else
+            f'{int(100 * cut["level"])} % interval {low:{fmt}}–{high:{fmt}}')
+  return f'{cut[key]:{fmt}} ({bounds})'
+
+
+def _flush_line(name: str, flush: dict) -> str:
+  return (f'{name}: Acc(D_r) {flush["retain_accuracy_before"]:.3f} before, '
+          f'{flush["retain_accuracy_after"]:.3f} after (margin {flush["margin"]:g}, on '
+          f'{flush["retain_sample"]} examples of D_r); Acc(D_f) '
+          f'{flush["forget_accuracy_before"]:.3f} → {flush["forget_accuracy_after"]:.3f} in '
+          f'{flush["epochs"]} epochs, stopped: {flush["stopped"]}'
+          + (f' ({flush["backoffs"]} back-offs, last learning rate {flush["learning_rate"]:g})'
+             if flush['backoffs'] else '') + '.')
+
+
 def report_markdown(summary: dict) -> str:
-  """report.md: the task's place on the map, the suspects and the advice."""
+  """report.md: the task's place on the map, the suspects and the advice; "cannot tell"
+  wherever the calibration cannot support a number."""
   reg, cut, adv = summary['regularity'], summary['threshold'], summary['advice']
   lines = [
       '# Diagnosis', '',
@@ -316,33 +460,73 @@ def report_markdown(summary: dict) -> str:
               f'regularity row (benchmark scores: {refs}).', '']
   lines += [
       '## Suspects', '',
-      '| signal | calibration AUC | cut-off recall | estimated precision |', '|---|---|---|---|']
+      '| signal | calibration AUC (95 % interval) | verdict | cut-off recall | '
+      'estimated precision |', '|---|---|---|---|---|']
   for name in SIGNALS:
     c = summary['calibration'][name]
-    lines.append(f'| {name} | {c["auc"]:.3f} | {_percent(c["recall"])} % | '
-                 f'{_percent(c["precision"])} % |')
+    auc = ('n/a' if c['auc'] != c['auc'] else
+           f'{c["auc"]:.3f} ({c["auc_low"]:.3f}–{c["auc_high"]:.3f})')
+    if c['informative']:
+      lines.append(f'| {name} | {auc} | finds | {_percent(c["recall"])} % | '
+                   f'{_percent(c["precision"])} % |')
+    else:
+      lines.append(f'| {name} | {auc} | cannot tell | – | – |')
+  flush = summary['co_forgetting']
   lines += [
       '', 'Calibration: half of the found set played the found set, the other half hid among '
-      'the rest; AUC 0.5 means a signal finds nothing.', '',
-      f'Estimated corrupted examples left unfound: {cut["remaining"]:.1f}. Suspects: '
-      f'{summary["num_suspects"]} (`suspects.json`), expected to hold '
-      f'{cut["expected_corrupted_among_suspects"]:.1f} of them. Estimated discovery rate: '
-      f'{cut["estimated_discovery_rate"]:.2f}.', '', '## Advice', '']
+      'the rest; AUC 0.5 means a signal finds nothing, and a signal whose interval holds 0.5 '
+      'cannot be told from chance: it gives no estimate and ranks nothing.', '',
+      'Co-forgetting\'s flush (NPO on the found set, stopped before Acc(D_r) falls more than '
+      'the margin):', '', f'- {_flush_line("whole found set", flush["flush"])}',
+      f'- {_flush_line("calibration half", flush["calibration_flush"])}', '']
+  if cut is None:
+    lines += ['Suspects: **cannot tell**. No signal\'s calibration tells it from chance, so '
+              'this diagnosis estimates neither how many corrupted examples are left nor the '
+              'discovery rate, and names no suspects.', '']
+  else:
+    lines += [
+        f'Estimated corrupted examples left unfound: {_interval(cut, "remaining", ".1f")}. '
+        f'Suspects: {summary["num_suspects"]} (`suspects.json`), expected to hold '
+        f'{_interval(cut, "expected_corrupted_among_suspects", ".1f")} of them. Estimated '
+        f'discovery rate: {_interval(cut, "estimated_discovery_rate", ".2f")}. Intervals: '
+        'the calibration re-read on bootstrap draws of the hidden half and the other '
+        'candidates.', '']
+  lines += ['## Advice', '']
   if adv is None:
     lines.append('None: no map summary to read it from (give `--config.records`).')
     return '\n'.join(lines) + '\n'
   best, runner = adv['best'], adv['runner_up']
-  lines += [
-      f'Map cell: {adv["row"]} regularity, discovery rate {adv["discovery_rate"]:g} '
-      f'({adv["base"]} base; from {summary["map_source"] or "the packaged CPU map"}).', '',
-      f'Advised: **{best["method"]}**, H×U {_percent(best["healed_x_utility"])} ± '
-      f'{_percent(best["sem"])} % over {best["seeds"]} seeds.']
-  if runner is not None:
-    lines.append(f'Runner-up: {runner["method"]}, {_percent(runner["healed_x_utility"])} ± '
-                 f'{_percent(runner["sem"])} %.')
-  lines += ['', '| method | H×U % | SEM |', '|---|---|---|']
-  lines += [f'| {c["method"]} | {_percent(c["healed_x_utility"])} | {_percent(c["sem"])} |'
-            for c in adv['cell']]
+  source = summary['map_source'] or 'the packaged CPU map'
+  if adv['discovery_rate'] is None:
+    lines += [
+        f'Map row: {adv["row"]} regularity ({adv["base"]} base; from {source}). The discovery '
+        'rate is unknown (cannot tell), so the advice covers every rate of the map:', '',
+        '| discovery rate | best | H×U % | runner-up | H×U % |', '|---|---|---|---|---|']
+  else:
+    lines += [
+        f'Map cell: {adv["row"]} regularity, discovery rate {adv["discovery_rate"]:g} '
+        f'({adv["base"]} base; from {source}).', '',
+        f'Advised: **{best["method"]}**, H×U {_percent(best["healed_x_utility"])} ± '
+        f'{_percent(best["sem"])} % over {best["seeds"]} seeds.']
+    if runner is not None:
+      lines.append(f'Runner-up: {runner["method"]}, {_percent(runner["healed_x_utility"])} ± '
+                   f'{_percent(runner["sem"])} %.')
+    lines += ['', '| method | H×U % | SEM |', '|---|---|---|']
+    lines += [f'| {c["method"]} | {_percent(c["healed_x_utility"])} | {_percent(c["sem"])} |'
+              for c in adv['cell']]
+    if len(adv['per_rate']) > 1:
+      lines += ['', 'Within the discovery rate\'s interval the map reads these cells:', '',
+                '| discovery rate | best | H×U % | runner-up | H×U % |', '|---|---|---|---|---|']
+  if adv['discovery_rate'] is None or len(adv['per_rate']) > 1:
+    for r in adv['per_rate']:
+      second = r['runner_up'] or {'method': '–', 'healed_x_utility': None}
+      lines.append(f'| {r["discovery_rate"]:g} | {r["best"]["method"]} | '
+                   f'{_percent(r["best"]["healed_x_utility"])} | {second["method"]} | '
+                   f'{_percent(second["healed_x_utility"])} |')
+  if adv['discovery_rate'] is None:
+    lines += ['', f'Best on average over those rates: **{best["method"]}** (H×U '
+              f'{_percent(best["healed_x_utility"])} ± {_percent(best["sem"])} %); '
+              '`unlearn=true` without `method` runs it.']
   return '\n'.join(lines) + '\n'
 
 
@@ -351,12 +535,28 @@ def headline(result: dict) -> str:
   reg, cut, adv = result['regularity'], result['threshold'], result['advice']
   place = ('' if adv is None else
            f': nearest {reg["nearest_task"]}, the {reg["row"]} row of the map')
-  lines = [f'Regularity {reg["score"]:.2f} ({reg["low"]:.2f}-{reg["high"]:.2f}){place}.',
-           f'{result["num_suspects"]} suspects, about {cut["expected_corrupted_among_suspects"]:.0f}'
-           f' of them corrupted; estimated discovery rate {cut["estimated_discovery_rate"]:.2f}.',
-           ('No advice: no map summary (give --config.records).' if adv is None else
-            f'Advised: {adv["best"]["method"]} (H×U {_percent(adv["best"]["healed_x_utility"])} % '
-            'in that cell).') + f' Report: {result["report"]}.']
+  if cut is None:
+    found = ('Suspects: cannot tell (no signal beats chance in calibration); no count, no '
+             'discovery rate.')
+  else:
+    found = (f'{result["num_suspects"]} suspects, about '
+             f'{cut["expected_corrupted_among_suspects"]:.0f} '
+             f'({cut["expected_corrupted_among_suspects_low"]:.0f}-'
+             f'{cut["expected_corrupted_among_suspects_high"]:.0f}) of them corrupted; '
+             f'estimated discovery rate {cut["estimated_discovery_rate"]:.2f} '
+             f'({cut["estimated_discovery_rate_low"]:.2f}-'
+             f'{cut["estimated_discovery_rate_high"]:.2f}).')
+  if adv is None:
+    advised = 'No advice: no map summary (give --config.records).'
+  elif adv['discovery_rate'] is None:
+    per_rate = ', '.join(f'{r["best"]["method"]} at {r["discovery_rate"]:g}'
+                         for r in adv['per_rate'])
+    advised = (f'Advised by rate: {per_rate}; on average over them: {adv["best"]["method"]}.')
+  else:
+    advised = (f'Advised: {adv["best"]["method"]} (H×U '
+               f'{_percent(adv["best"]["healed_x_utility"])} % in that cell).')
+  lines = [f'Regularity {reg["score"]:.2f} ({reg["low"]:.2f}-{reg["high"]:.2f}){place}.', found,
+           f'{advised} Report: {result["report"]}.']
   if 'unlearned' in result:
     lines.append(f'Unlearned with {result["unlearned"]["method"]}: Utility '
                  f'{result["unlearned"]["after"]["utility"]:.4f}.')
@@ -368,15 +568,21 @@ def plot(diagnosis: Diagnosis, path: pathlib.Path) -> None:
   the suspects' cut-off."""
   figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
   recall = diagnosis.scores['calibration_recall_combined']
-  left.plot(np.arange(1, len(recall) + 1), recall)
-  cutoff = diagnosis.summary['calibration']['combined']['cutoff']
-  left.axvline(cutoff, color='k', linestyle=':')
+  calibration = diagnosis.summary['calibration']['combined']
+  if calibration['informative']:
+    left.plot(np.arange(1, len(recall) + 1), recall)
+    left.axvline(calibration['cutoff'], color='k', linestyle=':')
+    left.set(xscale='log')
+  else:
+    left.text(0.5, 0.5, 'cannot tell', ha='center', va='center', transform=left.transAxes)
   left.set(xlabel='candidates taken, most suspect first', ylabel='recall of the hidden half',
-           title='calibration (combined)', xscale='log')
+           title='calibration (combined)')
   combined = diagnosis.scores['combined']
-  right.hist(combined[~np.isnan(combined)], bins=50)
+  ranked = combined[~np.isnan(combined)]  # Empty where no signal is informative.
+  right.hist(ranked, bins=50)
   right.set(xlabel='combined score (percentile)', ylabel='examples of D_r',
-            title=f'{diagnosis.summary["num_suspects"]} suspects', yscale='log')
+            title=(f'{diagnosis.summary["num_suspects"]} suspects' if ranked.size else
+                   'suspects: cannot tell'), yscale='log' if ranked.size else 'linear')
   figure.tight_layout()
   files.write_atomic(path, lambda f: figure.savefig(f, format='png', dpi=120))
   plt.close(figure)
@@ -409,7 +615,8 @@ def inert_fields(config: ml_collections.ConfigDict, recorded: dict | None) -> di
 
 
 def unlearning_method(config: ml_collections.ConfigDict, summary: dict) -> str:
-  """`method` if set, else the advised one."""
+  """`method` if set, else the advised one (with an unknown discovery rate: the best on average
+  over the map's rates, `advice.advise`)."""
   return config.method or summary['advice']['best']['method']
 
 
@@ -438,7 +645,7 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   the records (they must cover the checkpoint's base), the forget ids against the folds.
   """
   mesh = sharding.make_mesh()
-  practitioner.check_config(config, mesh, template=config_lib.diagnose_config(),
+  practitioner.check_config(config, mesh, template=diagnose_config(),
                             extra_fields=DIAGNOSE_FIELDS)
   recorded = practitioner.trained_with(config)
   fields.check_overrides(overrides, inert_fields(config, recorded))
