@@ -116,7 +116,7 @@ def auc_interval(value: float, num_hidden: int, num_others: int, level: float = 
   hidden examples, which is the calibration's real weak point (a half of D_f of 62 examples
   with AUC 0.57 gives 0.50-0.64: cannot tell). At AUC 0.5 it is the exact null variance of
   the Mann-Whitney statistic without ties; ties (a flush that moved nothing) lower the true
-  variance, so there it errs towards "cannot tell".
+  variance, so there it errs towards "cannot tell". Clipped to [0, 1].
   """
   if value != value or num_hidden < 1 or num_others < 1:
     return math.nan, math.nan
@@ -124,7 +124,7 @@ def auc_interval(value: float, num_hidden: int, num_others: int, level: float = 
   variance = (value * (1 - value) + (num_hidden - 1) * (q1 - value ** 2)
               + (num_others - 1) * (q2 - value ** 2)) / (num_hidden * num_others)
   half = _normal_quantile(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
-  return value - half, value + half
+  return max(value - half, 0.0), min(value + half, 1.0)
 
 
 def _normal_quantile(p: float) -> float:
