@@ -51,6 +51,7 @@ from rem_jax.diagnosis import advice  # pylint: disable=g-import-not-at-top,wron
 from rem_jax.diagnosis import regularity  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.diagnosis import suspects  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import cell  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rem_jax.experiments import config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import diagnose  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -88,7 +89,7 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
   splits, record, trained, train_record = original(config, directory, mesh)
   forget_ids = record.forget_ids_at(rate)
   views = pipeline.make_views(splits, record, forget_ids, pipeline.put_images(splits, mesh))
-  diagnose_config = diagnose.diagnose_config()
+  diagnose_config = config_lib.diagnose_config()
   diagnose_config.methods = config.methods
   diagnose_config.batch_size = config.train.batch_size
   diagnose_config.eval_batch_size = config.eval_batch_size

@@ -27,10 +27,10 @@ re-creates its poisoned training images, see configs/unlearn.py).
 
 import ml_collections
 
-from rem_jax.experiments import diagnose
+from rem_jax.experiments import config_lib
 from rem_jax.experiments import tiny
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """Every field: `rem_jax.experiments.diagnose.diagnose_config`."""
-  return tiny.shrink_if_asked(diagnose.diagnose_config())
+  """Every field: `rem_jax.experiments.config_lib.diagnose_config`."""
+  return tiny.shrink_if_asked(config_lib.diagnose_config())

@@ -210,7 +210,7 @@ def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
 def _settings(steps=160):
   """The diagnosis's settings with probes of half the fixture's training recipe."""
   recipe = dataclasses.replace(poisoned_module.RECIPE, steps=steps, checkpoint_every=steps)
-  settings = diagnose.settings_from(diagnose.diagnose_config(), recipe)
+  settings = diagnose.settings_from(config_lib.diagnose_config(), recipe)
   return dataclasses.replace(settings, batch_size=poisoned_module.BATCH, eval_batch_size=256,
                              bootstrap=200)
 
@@ -430,7 +430,7 @@ def test_the_docs_table_lists_every_diagnosis_field_with_its_default_and_what_it
   for line in table.splitlines()[2:]:
     cells = [c.strip() for c in re.split(r'(?<!\\)\|', line.strip().strip('|'))]
     rows[cells[0].strip('`')] = (cells[1], cells[2])
-  defaults = diagnose.diagnose_config()
+  defaults = config_lib.diagnose_config()
   assert sorted(rows) == sorted(diagnose.DIAGNOSE_FIELDS)
   for field, spec in diagnose.DIAGNOSE_FIELDS.items():
     value = defaults[field]

@@ -107,6 +107,7 @@ def diagnose_config() -> ml_collections.ConfigDict:
   config.bootstrap = 1000                  # Resamples of the regularity score's interval.
   config.records = config_dict.placeholder(str)  # results.jsonl or a summary; unset: packaged.
   config.unlearn = False                   # Then unlearn D_f and the suspects.
+  config.flush_margin = 0.1                # Acc(D_r) may fall this much in the flush.
   # The probes' recipe when the checkpoint is a .msgpack (a launch.py workdir records its own).
   config.train = cell_config().train
   return config

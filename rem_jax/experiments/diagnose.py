@@ -106,13 +106,6 @@ DIAGNOSE_FIELDS = {
 }
 
 
-def diagnose_config() -> ml_collections.ConfigDict:
-  """configs/diagnose.py's fields: `config_lib.diagnose_config()`'s and the flush's margin."""
-  config = config_lib.diagnose_config()
-  config.flush_margin = FLUSH_MARGIN  # Acc(D_r) may fall this much in the flush (0.1: 10 points).
-  return config
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """How a diagnosis runs (`settings_from` reads them from a diagnose config).
@@ -645,7 +638,7 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
   the records (they must cover the checkpoint's base), the forget ids against the folds.
   """
   mesh = sharding.make_mesh()
-  practitioner.check_config(config, mesh, template=diagnose_config(),
+  practitioner.check_config(config, mesh, template=config_lib.diagnose_config(),
                             extra_fields=DIAGNOSE_FIELDS)
   recorded = practitioner.trained_with(config)
   fields.check_overrides(overrides, inert_fields(config, recorded))
