@@ -12,9 +12,10 @@ showed three lowerings that cost far more than the work they do:
   them with the elementwise work around them.
 - **The 2x2 max-pool's gradient**: `select_and_scatter`, which XLA CPU expands into a variadic
   `reduce-window` that carries an index array per dimension, then a scatter. `max_pool_2x2`
-  reshapes the windows onto their own axes and takes a plain max; its gradient is a comparison
-  that, like `select_and_scatter`, sends a window's gradient to its first maximum (ties do
-  occur: saturated CELU outputs are equal).
+  reshapes the windows onto their own axes and takes a plain max, whose gradient is a
+  comparison (an exact tie splits the gradient evenly among the tied inputs, where
+  `select_and_scatter` gives it to the first; both are subgradients, and ties do not occur in
+  practice on continuous activations).
 - **A 5x5 convolution with stride 2** (ResNet-9's conv2), 5-6x slower than PyTorch at the CPU
   widths. `space_to_depth_conv` computes it as a stride-1 3x3 convolution of the input's 2x2
   blocks stacked as channels, with the kernel zero-padded to 6x6 and rearranged to match: the
@@ -44,31 +45,20 @@ def enabled(setting: bool | None) -> bool:
   return jax.default_backend() == 'cpu' if setting is None else bool(setting)
 
 
-def _fold(x: jax.Array) -> int:
-  """k for viewing `x` (..., C) as (positions / k, k · C) rows: the smallest power of two with
-  k · C >= 128, or the largest that divides the positions, if smaller."""
+def channel_sum(x: jax.Array) -> jax.Array:
+  """Σ of `x` over every axis but the last: (..., C) -> (C,), in `x`'s dtype.
+
+  The (M, C) matrix is summed as (M / k, k · C) rows, k the smallest power of two with
+  k · C >= 128 (or the largest that divides M, if smaller); then each channel's k partial sums
+  are added.
+  """
   channels = x.shape[-1]
   rows = x.size // channels
   fold = 1
   while fold * channels < _MIN_ROW_WIDTH and rows % (2 * fold) == 0:
     fold *= 2
-  return fold
-
-
-def wide_rows(x: jax.Array) -> jax.Array:
-  """`x` (..., C) as (positions / k, k · C) rows (`_fold`): a free reshape of the same memory,
-  row r holding positions r·k ... r·k + k - 1, each C channels."""
-  fold = _fold(x)
-  return x.reshape(x.size // (fold * x.shape[-1]), fold * x.shape[-1])
-
-
-def channel_sum(x: jax.Array) -> jax.Array:
-  """Σ of `x` over every axis but the last: (..., C) -> (C,), in `x`'s dtype.
-
-  The `wide_rows` are summed over rows, then each channel's k partial sums are added.
-  """
-  partial = jnp.sum(wide_rows(x), axis=0)
-  return jnp.sum(partial.reshape(-1, x.shape[-1]), axis=0)
+  partial = jnp.sum(x.reshape(rows // fold, fold * channels), axis=0)
+  return jnp.sum(partial.reshape(fold, channels), axis=0)
 
 
 def batch_statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -81,52 +71,12 @@ def batch_statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean, jnp.maximum(0.0, mean_of_squares - mean * mean)
 
 
-def _windows(x: jax.Array) -> jax.Array:
-  """(batch, H, W, C) as (batch, H / 2, 2, W / 2, 2, C): each 2x2 window on axes 2 and 4."""
-  batch, height, width, channels = x.shape
-  return x.reshape(batch, height // 2, 2, width // 2, 2, channels)
-
-
-def _pool_with_choice(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(the max of each 2x2 window, which input gave it: 0-3 in row-major order, the first of a
-  tie), from the same comparisons, so the two always agree."""
-  windows = _windows(x)
-  corner = lambda row, column: windows[:, :, row, :, column, :]
-  top = corner(0, 0) >= corner(0, 1)
-  top_max, top_choice = jnp.where(top, corner(0, 0), corner(0, 1)), jnp.where(top, 0, 1)
-  bottom = corner(1, 0) >= corner(1, 1)
-  bottom_max, bottom_choice = (jnp.where(bottom, corner(1, 0), corner(1, 1)),
-                               jnp.where(bottom, 2, 3))
-  upper = top_max >= bottom_max
-  return (jnp.where(upper, top_max, bottom_max),
-          jnp.where(upper, top_choice, bottom_choice).astype(jnp.int8))
-
-
-@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool with stride 2 of (batch, H, W, C), H and W even: `nn.max_pool(x, (2, 2),
-  strides=(2, 2))` as a reshape and comparisons. Its gradient goes to the input the forward
-  pass chose, the first maximum of its window in row-major order, as `nn.max_pool`'s
-  (`select_and_scatter`) does. The choice is kept from the forward pass, not found again by
-  comparing inputs with the result: XLA may compute an input twice in two fusions, and the
-  copies need not agree to the last bit, so a window could lose its gradient."""
-  return _pool_with_choice(x)[0]
-
-
-def _max_pool_forward(x):
-  pooled, choice = _pool_with_choice(x)
-  return pooled, choice
-
-
-def _max_pool_backward(choice, cotangent):
-  rows = [jnp.stack([jnp.where(choice == 2 * row + column, cotangent, 0)
-                     for column in range(2)], axis=3) for row in range(2)]
-  gradient = jnp.stack(rows, axis=2)  # (batch, H / 2, 2, W / 2, 2, C): the windows' layout.
-  batch, half_height, _, half_width, _, channels = gradient.shape
-  return (gradient.reshape(batch, 2 * half_height, 2 * half_width, channels),)
-
-
-max_pool_2x2.defvjp(_max_pool_forward, _max_pool_backward)
+  strides=(2, 2))` as a reshape and a max."""
+  batch, height, width, channels = x.shape
+  windows = x.reshape(batch, height // 2, 2, width // 2, 2, channels)
+  return jnp.max(windows, axis=(2, 4))
 
 
 def space_to_depth_conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
