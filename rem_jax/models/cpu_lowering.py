@@ -14,8 +14,9 @@ showed three lowerings that cost far more than the work they do:
   `reduce-window` that carries an index array per dimension, then a scatter. `max_pool_2x2`
   reshapes the windows onto their own axes and takes a plain max, whose gradient is a
   comparison (an exact tie splits the gradient evenly among the tied inputs, where
-  `select_and_scatter` gives it to the first; both are subgradients, and ties do not occur in
-  practice on continuous activations).
+  `select_and_scatter` gives it to the first; both are subgradients. Ties do occur: CELU
+  saturates at exactly -0.075, where its own gradient, below 3e-8, leaves either choice
+  without effect).
 - **A 5x5 convolution with stride 2** (ResNet-9's conv2), 5-6x slower than PyTorch at the CPU
   widths. `space_to_depth_conv` computes it as a stride-1 3x3 convolution of the input's 2x2
   blocks stacked as channels, with the kernel zero-padded to 6x6 and rearranged to match: the
