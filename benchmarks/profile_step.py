@@ -80,16 +80,6 @@ def convolution_layers(model) -> tuple[tuple, ...]:
   return layers
 
 
-def _median_time(fn, repeats: int = 5) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    began = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - began)
-  return sorted(times)[len(times) // 2]
-
-
 def _calling(fn, *args):
   """fn(*args) as a call without arguments that waits for JAX's result."""
   return lambda: jax.block_until_ready(fn(*args))
@@ -131,7 +121,7 @@ def convolution_times(model, batch: int) -> list[dict]:
 
       grads = jax.jit(jax.grad(loss, argnums=wrt))
       xj, wj = jnp.asarray(x), jnp.asarray(w)
-      row[column] = _median_time(_calling(grads, xj, wj))
+      row[column] = throughput.median_seconds(_calling(grads, xj, wj))
     if torch is not None:
       xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
           memory_format=torch.channels_last).requires_grad_(name != 'conv1')
@@ -144,7 +134,7 @@ def convolution_times(model, batch: int) -> list[dict]:
         y = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding)
         torch.autograd.grad((y * gt).sum(), inputs)
 
-      row['pytorch_channels_last_s'] = _median_time(torch_step)
+      row['pytorch_channels_last_s'] = throughput.median_seconds(torch_step)
     rows.append(row)
   return rows
 
@@ -175,7 +165,7 @@ def batchnorm_times(model, batch: int) -> list[dict]:
 
       grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
       xj = jnp.asarray(x)
-      row[column] = _median_time(_calling(grads, xj, variables['params']))
+      row[column] = throughput.median_seconds(_calling(grads, xj, variables['params']))
     if torch is not None:
       layer = torch.nn.Sequential(torch.nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1),
                                   torch.nn.CELU(resnet9.CELU_ALPHA))
@@ -183,7 +173,7 @@ def batchnorm_times(model, batch: int) -> list[dict]:
           memory_format=torch.channels_last).requires_grad_()
       gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
       inputs = (xt, *layer.parameters())
-      row['pytorch_channels_last_s'] = _median_time(
+      row['pytorch_channels_last_s'] = throughput.median_seconds(
           lambda layer=layer, xt=xt, gt=gt, inputs=inputs: torch.autograd.grad(
               (layer(xt) * gt).sum(), inputs))
     rows.append(row)

@@ -48,6 +48,18 @@ PEAK_TFLOPS = {
 PAPER_RUN_STEPS = 4000
 
 
+def median_seconds(fn, repeats: int = 5) -> float:
+  """The median wall time of `repeats` calls of `fn` (which must wait for its own result),
+  after one untimed call (compiles, allocations)."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    began = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - began)
+  return sorted(times)[repeats // 2]
+
+
 def peak_tflops(device_kind: str, dtype_name: str) -> float | None:
   kind = device_kind.lower()
   for name, peaks in PEAK_TFLOPS.items():

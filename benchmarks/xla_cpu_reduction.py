@@ -14,7 +14,6 @@ so fusion counts. Prints the median milliseconds per call and writes JSON.
 import os
 import pathlib
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -22,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import throughput  # benchmarks/: this script's own folder is on sys.path.
 from rem_jax import files
 from rem_jax.models import cpu_lowering
 
@@ -31,14 +31,8 @@ _OUTPUT = flags.DEFINE_string('output', 'benchmarks/results/xla_cpu_reduction.js
 SHAPES = ((256, 32, 32, 16), (256, 16, 16, 32), (128, 32, 32, 64), (128, 16, 16, 256))
 
 
-def _median_ms(fn, repeats: int = 9) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    began = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - began)
-  return 1e3 * sorted(times)[repeats // 2]
+def _median_ms(fn) -> float:
+  return 1e3 * throughput.median_seconds(fn, repeats=9)
 
 
 def _matvec(x):
