@@ -23,6 +23,7 @@ Every score is "higher = more suspect".
 """
 
 import math
+import statistics
 
 import numpy as np
 
@@ -123,20 +124,8 @@ def auc_interval(value: float, num_hidden: int, num_others: int, level: float = 
   q1, q2 = value / (2 - value), 2 * value ** 2 / (1 + value)
   variance = (value * (1 - value) + (num_hidden - 1) * (q1 - value ** 2)
               + (num_others - 1) * (q2 - value ** 2)) / (num_hidden * num_others)
-  half = _normal_quantile(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
+  half = statistics.NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(variance, 0.0))
   return max(value - half, 0.0), min(value + half, 1.0)
-
-
-def _normal_quantile(p: float) -> float:
-  """The standard normal's quantile (bisection on erf: exact enough, no scipy)."""
-  low, high = -10.0, 10.0
-  for _ in range(80):
-    middle = (low + high) / 2
-    if 0.5 * (1 + math.erf(middle / math.sqrt(2))) < p:
-      low = middle
-    else:
-      high = middle
-  return (low + high) / 2
 
 
 def resample_weights(hidden: np.ndarray, rng: np.random.Generator) -> np.ndarray:
