@@ -301,3 +301,18 @@ def test_across_settings_each_claim_has_its_verdict_per_setting_and_its_movement
     for evidence, verdict in results:
       assert f'**{verdict}**: {evidence}' in line
     assert line.endswith(f'| {claims.movement([v for _, v in results])} |')
+
+
+def test_the_clean_models_rate_on_d_c_is_retrains_at_full_discovery():
+  records = [{'base': 'plain', 'method': 'retrain', 'variant': 'retrain', 'task': task,
+              'discovery_rate': rate, 'seed': seed,
+              'after': {'corrupted_label_accuracy': value + 0.02 * seed}}
+             for task, value in (('inter_class_confusion', 0.19), ('random_label_swap', 0.1))
+             for rate in (0.5, 1.0) for seed in (0, 1)]
+  # At rate 0.5 D_r still holds corrupted examples: those runs must not count.
+  records = [r if r['discovery_rate'] == 1.0 else
+             {**r, 'after': {'corrupted_label_accuracy': 0.9}} for r in records]
+  text = claims.clean_model_rate_markdown(records)
+  assert 'inter_class_confusion (medium) 20.0 ± 1.0; random_label_swap (low) 11.0 ± 1.0' in text
+  assert 'poison_trigger' not in text
+  assert claims.clean_model_rate_markdown([r for r in records if r['discovery_rate'] < 1]) == ''
