@@ -47,6 +47,7 @@ import math
 import pathlib
 import sys
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
@@ -511,16 +512,27 @@ def summary_table(records: Sequence[dict], thresholds: Thresholds = Thresholds()
   if not kept:
     return ('No run meets its preconditions (see preconditions.md): nothing to tabulate.\n'
             + preconditions_markdown(records, thresholds))
-  return table_a(kept)[2]
+  return table_a(kept).markdown
 
 
-def table_a(records: Sequence[dict]) -> tuple[list[dict], list[dict], str]:
-  """Table (a): `on_every_seed`'s records, their pooled rows, and `table.md` with its notes and
-  `rate_tables`' sections."""
+class TableA(NamedTuple):
+  """Table (a): `on_every_seed`'s records (`runs`), their pooled `rows`, `table.md` with its
+  notes and rate sections (`markdown`), and `rate_tables`' rows (`by_rate`, `partial`)."""
+  runs: list[dict]
+  rows: list[dict]
+  markdown: str
+  by_rate: list[dict]
+  partial: list[dict]
+
+
+def table_a(records: Sequence[dict]) -> TableA:
+  """Table (a) of `records` (see `TableA`), every part computed once."""
   kept, fewer = on_every_seed(records)
   rows = pooled_rows(kept)
-  return kept, rows, (table_markdown(rows) + uneven_cells_note(kept) + fewer_seeds_note(fewer)
-                      + rates_markdown(*rate_tables(kept)))
+  by_rate, partial = rate_tables(kept)
+  return TableA(kept, rows, (table_markdown(rows) + uneven_cells_note(kept)
+                             + fewer_seeds_note(fewer) + rates_markdown(by_rate, partial)),
+                by_rate, partial)
 
 
 def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thresholds(),
@@ -547,15 +559,14 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
   text('preconditions.md', preconditions_markdown(records, thresholds))
   kept = passing(records, thresholds)
   if kept:
-    table_a_runs, rows, markdown = table_a(kept)
-    text('table.md', markdown)
-    text('table.csv', table_csv(rows))
-    text('table.tex', table_latex(rows))
-    by_rate, partial = rate_tables(table_a_runs)
-    if partial:
-      text('table_partial.csv', table_csv(partial))
-    if by_rate:
-      text('table_by_rate.csv', table_csv(by_rate, keys=('discovery_rate',)))
+    table = table_a(kept)
+    text('table.md', table.markdown)
+    text('table.csv', table_csv(table.rows))
+    text('table.tex', table_latex(table.rows))
+    if table.partial:
+      text('table_partial.csv', table_csv(table.partial))
+    if table.by_rate:
+      text('table_by_rate.csv', table_csv(table.by_rate, keys=('discovery_rate',)))
     if any(r['variant'] != r['method'] for r in kept):
       text('table_tuned.md', tuned_markdown(kept))
       best = pooled_rows(selection.tuned(kept, score=selection.healed_x_utility))
@@ -567,8 +578,8 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
       text('claims.md', claims.claims_markdown(kept) + across_markdown(across, thresholds))
     costs = cost_rows(kept)
     text('costs.md', costs_markdown(costs)
-         + (total_compute_markdown(total_compute(table_a_runs), of='table (a)')
-            if 0 < len(table_a_runs) < len(records) else '')
+         + (total_compute_markdown(total_compute(table.runs), of='table (a)')
+            if 0 < len(table.runs) < len(records) else '')
          + total_compute_markdown(total_compute(records)))
     text('costs.csv', costs_csv(costs))
     written += write_heatmaps(kept, outdir)
