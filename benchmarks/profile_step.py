@@ -38,12 +38,17 @@ import time
 
 from absl import app
 from absl import flags
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 import throughput  # benchmarks/: this script's own folder is on sys.path.
 import rem_jax
-from rem_jax import files, sharding
-from rem_jax.models import ResNet9
+from rem_jax import files, optim, sharding
+from rem_jax.data import pipeline
+from rem_jax.methods import common, rem
+from rem_jax.models import ResNet9, cpu_lowering, init_variables, resnet9
 
 _MODEL = flags.DEFINE_enum('model', 'resnet9_full', list(throughput.MODELS), 'The network.')
 _WIDTH = flags.DEFINE_float(
@@ -97,9 +102,6 @@ def convolution_times(model, batch: int) -> list[dict]:
   """Seconds per call of each of `model`'s convolutions, forward + weight gradient (+ input
   gradient, except for conv1, whose input is the images): XLA's lowering, rem_jax's CPU
   lowering (`cpu_lowering.conv_general_dilated`) and PyTorch channels_last (if installed)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from rem_jax.models import cpu_lowering  # pylint: disable=g-import-not-at-top
   torch = _torch()
   rows = []
   for name, size, c_in, c_out, kernel, stride, padding in convolution_layers(model):
@@ -143,10 +145,6 @@ def batchnorm_times(model, batch: int) -> list[dict]:
   """Seconds per call of BatchNorm (train mode) then CELU on each of `model`'s conv outputs,
   forward and gradients (input, scale, bias): flax's nn.BatchNorm, rem_jax's CPU lowering
   (`cpu_lowering.BatchNorm`) and PyTorch channels_last BatchNorm2d + CELU (if installed)."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from rem_jax.models import cpu_lowering, resnet9  # pylint: disable=g-import-not-at-top
   torch = _torch()
   rows = []
   for name, size, _, c_out, kernel, stride, padding in convolution_layers(model):
@@ -217,12 +215,6 @@ class RepairStep:
   drop-mode passes on the base network; `run` times steps of it like `CompiledStep.run`."""
 
   def __init__(self, model, batch_size: int, mesh):
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    from rem_jax import optim  # pylint: disable=g-import-not-at-top
-    from rem_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-    from rem_jax.methods import common, rem  # pylint: disable=g-import-not-at-top
-    from rem_jax.models import init_variables  # pylint: disable=g-import-not-at-top
     expanded = model.clone(expansion=rem.default_expansion(model.capacity))
     variables = init_variables(expanded, jax.random.key(0))
     optimizer = optim.OptimizerSettings('sgd', 0.005)
@@ -244,7 +236,6 @@ class RepairStep:
     self.run(1)  # Compiles.
 
   def run(self, steps: int) -> float:
-    from rem_jax.methods import rem  # pylint: disable=g-import-not-at-top
     began = time.perf_counter()
     for _ in range(steps):
       self.state, _ = rem.repair_step(self.setup, self.state, self.images, self.batch,
