@@ -11,6 +11,7 @@ import pytest
 
 from rem_jax import compilation, expansion, losses, masks, optim, trainer
 from rem_jax.data import pipeline
+from rem_jax.experiments import claims
 from rem_jax.methods import base, common, get_method
 from rem_jax.methods import rem as rem_module
 from tests.poisoned import BATCH, RATE
@@ -95,10 +96,9 @@ def _last(result) -> dict:
 
 
 def _returned(result) -> dict:
-  """The dynamics of the iteration whose model REM returned (its best proxy), as the claims
-  read them (`claims.returned_iteration`)."""
-  return next(it for it in result.record['iterations']
-              if it['iteration'] == result.record['best_iteration'])
+  """The dynamics of the iteration whose model REM returned (its best proxy), read as the
+  claims read them."""
+  return claims.returned_iteration({'unlearn': result.record})
 
 
 def test_redirection_the_shared_mask_gathers_the_corruption_and_own_masks_do_not(
