@@ -9,7 +9,9 @@ configs/unlearn.py and configs/diagnose.py take), `metrics.jsonl` and checkpoint
 unlearning run's `runs/<method>_rate<r>_<hash>/results.json`; a killed run restarted with the
 same command resumes from its last checkpoint, and another method reuses the model), a sweep
 over the task space (configs/mini_cifar10.py, configs/paper_*.py: `results.jsonl` and
-`reports/`; a re-run skips the recorded cells, `--config.only` selects cells) or a
+`reports/`; a re-run skips the recorded cells, `--config.only` selects cells;
+`--config.cluster.executor=slurm` submits the cells as Slurm job arrays and returns, see
+docs/devices.md) or a
 practitioner's unlearning run (configs/unlearn.py).
 
 Data-parallel over every local GPU by default; with `--distributed`, one process per host (or
@@ -148,6 +150,8 @@ def report(result: dict) -> str:
   their own)."""
   if 'regularity' in result:
     return experiments.diagnose.headline(result)
+  if 'submitted' in result:  # A sweep submitted to a cluster (rem_jax.experiments.cluster).
+    return result['submitted']
   if 'summary' in result:
     return (f'{result["summary"]}\nRan {result["ran"]} of {result["selected"]} selected cells; '
             f'records in {result["results"]}, reports in {len(result["reports"])} files.')

@@ -9,7 +9,8 @@ repository root on `sys.path`.
 - `unlearn_config()`: the practitioner's run (configs/unlearn.py);
 - `diagnose_config()`: the practitioner's diagnosis (configs/diagnose.py);
 - `cell_with(**{'dotted.field': value})`: that cell with overrides;
-- `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`);
+- `sweep_config(cell, axes, method_axes)`: a sweep (see `rem_jax.experiments.sweep`), with
+  `cluster_config()`, where its cells run (`rem_jax.experiments.cluster`);
 - `in_paper_proportions(cell)`: that cell's unlearning settings derived from its training recipe
   by the paper's ratios (budget, learning rate, SCRUB's max epochs); `proportions(cell)` reads
   a cell's ratios back, `inter_class_corrupted(cell)` the paper's inter-class |D_c|;
@@ -137,6 +138,24 @@ def sweep_config(cell: ml_collections.ConfigDict, axes: dict,
   config.method_axes = ml_collections.ConfigDict(method_axes or {})
   config.only = ''  # E.g. 'method=rem,npo;seed=0': a subset of the cells.
   config.parallel_cells = 1
+  config.cluster = cluster_config()
+  return config
+
+
+def cluster_config() -> ml_collections.ConfigDict:
+  """Where a sweep's cells run (`rem_jax.experiments.cluster`; docs/devices.md): in this
+  process by default, or as Slurm job arrays (`executor='slurm'`) or local processes."""
+  config = ml_collections.ConfigDict()
+  config.executor = 'none'                 # none | local | slurm
+  config.partition = ''                    # Empty: the cluster's defaults, likewise below.
+  config.account = ''
+  config.qos = ''
+  config.gpus_per_task = 1
+  config.cpus_per_task = 4
+  config.time_minutes = 240                # Per task; a task past it is requeued and resumes.
+  config.cells_per_task = 4                # Cells of one original model per task.
+  config.max_concurrent = 64               # Tasks of one array at once (sbatch --array=...%N).
+  config.extra = ml_collections.ConfigDict()  # More sbatch options: {'mem': '32G', ...}.
   return config
 
 

@@ -132,6 +132,52 @@ CELL_FIELDS: dict[str, Field] = {
 }
 
 
+# Where a sweep's cells run (`config.cluster`, `rem_jax.experiments.cluster`): scheduling only,
+# so a workdir's claim leaves the section out. `extra` is checked by `check_cluster`.
+EXECUTORS = ('none', 'local', 'slurm')
+
+
+def _is_name(value) -> bool:
+  return isinstance(value, str) and not any(c.isspace() for c in value)
+
+
+CLUSTER_FIELDS: dict[str, Field] = {
+    'executor': Field(_choices(EXECUTORS), one_of(EXECUTORS),
+                      '`none` runs the cells in this process; `local` and `slurm` submit tasks'),
+    'partition': Field('a name or empty', _is_name, "empty: the cluster's default"),
+    'account': Field('a name or empty', _is_name, "empty: the user's default"),
+    'qos': Field('a name or empty', _is_name, "empty: the partition's default"),
+    'gpus_per_task': Field('int ≥ 0', integer(0), "each task's GPUs (0: none requested)"),
+    'cpus_per_task': Field('int ≥ 1', integer(1), "each task's CPU cores"),
+    'time_minutes': Field('int ≥ 1', integer(1), "each task's time limit"),
+    'cells_per_task': Field('int ≥ 1', integer(1), 'cells of one original model per task'),
+    'max_concurrent': Field('int ≥ 1', integer(1), 'tasks of one array running at once'),
+}
+# sbatch options the submission sets itself: an `extra` entry would silently break it.
+_SUBMISSION_OPTIONS = ('array', 'dependency', 'output', 'error', 'job-name', 'signal',
+                       'open-mode', 'kill-on-invalid-dep')
+
+
+def check_cluster(section: Mapping) -> None:
+  """A sweep's `cluster` section: its names, each value, and `extra` (free-form sbatch options,
+  `{option: value}`, none of which the submission sets itself)."""
+  sections.check_fields(section.keys(), (*CLUSTER_FIELDS, 'extra'), 'cluster', required=True)
+  check_values(section, CLUSTER_FIELDS, prefix='cluster.')
+  extra = section['extra']
+  if not hasattr(extra, 'items'):
+    raise ValueError(f'cluster.extra={extra!r} is not allowed; allowed: a mapping of sbatch '
+                     "options to values, e.g. {'mem': '32G', 'constraint': 'a100'}.")
+  for option, value in extra.items():
+    name = str(option).replace('_', '-')
+    if name in _SUBMISSION_OPTIONS:
+      raise ValueError(f'cluster.extra.{option}: the submission sets --{name} itself; remove '
+                       'it.')
+    if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str)
+                                                          and not value.strip()):
+      raise ValueError(f'cluster.extra.{option}={value!r} is not allowed; allowed: a non-empty '
+                       'string, a number or true.')
+
+
 def check_names(given: Mapping, expected: Mapping, *, nested: Iterable[str] = (),
                 where: str = 'config') -> None:
   """`given` has exactly the fields of `expected`, and so has each of its `nested` sections; a

@@ -12,9 +12,12 @@ A sweep config (`configs/mini_cifar10.py`, `configs/paper_*.py`) has six fields:
   method's cells (SCRUB's alpha: `{'scrub': {'alpha': (0.001, 0.01, 0.1, 10.0)}}`);
 - `only`: run only the cells whose axes take the given values, `'method=rem,npo;seed=0'`
   (empty: every cell);
-- `parallel_cells`: how many cells run at once (`rem_jax.experiments.concurrent`).
+- `parallel_cells`: how many cells run at once (`rem_jax.experiments.concurrent`);
+- `cluster`: where the cells run: in this process (`executor='none'`, the default; a config
+  without the section runs so too) or as tasks of Slurm job arrays or local processes
+  (`rem_jax.experiments.cluster`).
 
-The last two select and schedule cells without changing any result, so a workdir's config
+The last three select and schedule cells without changing any result, so a workdir's config
 check leaves them out: a re-run with another `only` resumes the same sweep.
 
 Every cell is the product of the axes, named by its axis values (`seed=0,base=plain,...`, the
@@ -38,7 +41,7 @@ import dataclasses
 import itertools
 import json
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from absl import logging
 import ml_collections
@@ -50,14 +53,16 @@ from rem_jax import sharding
 from rem_jax import trainer
 from rem_jax.experiments import cell as cell_module
 from rem_jax.experiments import concurrent
+from rem_jax.experiments import config_lib
 from rem_jax.experiments import fields
 from rem_jax.experiments import records
 from rem_jax.experiments import store as store_module
 from rem_jax.experiments import workdir as workdir_lib
 
-SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes', 'only', 'parallel_cells')
+SWEEP_FIELDS = ('experiment', 'cell', 'axes', 'method_axes', 'only', 'parallel_cells',
+                'cluster')
 # They select and schedule cells and change no result: the workdir's claim leaves them out.
-SCHEDULING_FIELDS = ('only', 'parallel_cells')
+SCHEDULING_FIELDS = ('only', 'parallel_cells', 'cluster')
 ORIGINALS_DIR = 'originals'
 REPORTS_DIR = 'reports'
 
@@ -131,8 +136,16 @@ def _axes(axes: Mapping) -> list[tuple[str, list]]:
   return flat
 
 
+def cluster_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config's `cluster` section; the default (run in this process) where it has none (a
+  config written before the section existed)."""
+  return config.get('cluster') or config_lib.cluster_config()
+
+
 def check_sweep_config(config: ml_collections.ConfigDict) -> None:
-  sections.check_fields(config.keys(), SWEEP_FIELDS, 'sweep config', required=True)
+  sections.check_fields({*config.keys(), 'cluster'}, SWEEP_FIELDS, 'sweep config',
+                        required=True)
+  fields.check_cluster(cluster_section(config))
 
 
 def _overrides(path: str, value) -> list[tuple[str, object]]:
@@ -255,7 +268,7 @@ def select(cells: Sequence[Cell], only: str) -> list[Cell]:
   return selected
 
 
-class _Originals:
+class Originals:
   """Trains (or resumes, or reloads) each original model once; keeps the latest in memory."""
 
   def __init__(self, workdir: pathlib.Path, mesh, grid: Sequence[Cell]):
@@ -305,52 +318,49 @@ def check_overrides(grid: Sequence[Cell], overrides: Sequence[str]) -> None:
       raise ValueError(f'--config.{path} has no effect in any cell of this sweep: {reasons[0]}.')
 
 
-def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
-        overrides: Sequence[str] = ()) -> dict:
-  """Runs every cell `config.only` selects and no record holds yet; returns a summary and
-  writes the reports.
-
-  `config.parallel_cells` > 1 runs that many cells of one original model at once, each on its
-  share of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would
-  alone on a mesh of that size. `overrides`: the fields set on the command line, each of which
-  must have an effect in some cell.
-  """
-  from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
+def selected_cells(config: ml_collections.ConfigDict, overrides: Sequence[str] = (),
+                   mesh=None) -> tuple[list[Cell], list[Cell]]:
+  """(the grid, the cells `config.only` selects), every field and combination checked (the
+  batch sizes against `mesh` where given)."""
   grid = expand_grid(config)
   check_overrides(grid, overrides)
   cells = select(grid, config.only)
-  parallel_cells = config.parallel_cells
-  meshes = concurrent.cell_meshes(parallel_cells)
   # Each value was checked alone; now the combinations (the rate combines with nothing).
   combinations = {json.dumps({**c.settings, 'discovery_rate': None}, sort_keys=True): c
                   for c in cells}
   for cell in combinations.values():
-    cell_module.check_config(cell.config, meshes[0])
+    cell_module.check_config(cell.config, mesh)
+  return grid, cells
+
+
+def claim(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
+          owned: Sequence[str] = ()) -> tuple[pathlib.Path, str]:
+  """The usable workdir and its claim's status: the sweep's fields but the scheduling ones."""
   workdir = workdir_lib.usable(workdir)
-  results_path = workdir / store_module.RESULTS_FILE
   claimed = {k: v for k, v in config.to_dict().items() if k not in SCHEDULING_FIELDS}
-  status = workdir_lib.claim(workdir, claimed, overwrite=overwrite,
-                             owned=(store_module.RESULTS_FILE, REPORTS_DIR))  # Originals stay.
-  store = store_module.ResultStore(results_path)
-  finished = store.finished_cells()
-  todo = [c for c in cells if c.key not in finished]
-  logging.info('Sweep in %s (%s): %d cells in the grid, %d selected, %d already recorded, %d to '
-               'run, %d original models, %d at a time.', workdir, status, len(grid), len(cells),
-               len(cells) - len(todo), len(todo), len({c.original_key for c in todo}),
-               parallel_cells)
-  mesh = sharding.make_mesh()
-  originals = _Originals(workdir, mesh, grid)
-  # Cells that share an original model run back to back: each model is trained once.
+  status = workdir_lib.claim(
+      workdir, claimed, overwrite=overwrite,
+      owned=(store_module.RESULTS_FILE, store_module.CELLS_DIR, REPORTS_DIR, *owned))
+  return workdir, status  # Originals stay: their folders are named by what shapes them.
+
+
+def run_cells(cells: Sequence[Cell], originals: Originals, meshes: Sequence,
+              record: Callable[[dict], None], *,
+              before_cell: Callable[[Cell], None] | None = None) -> None:
+  """Runs `cells`, those of one original model back to back (each model is loaded or trained
+  once), `len(meshes)` at a time, and passes each cell's record to `record` as it finishes.
+  `before_cell(cell)` runs as each cell starts."""
   by_original = {}
-  for cell in todo:
+  for cell in cells:
     by_original.setdefault(cell.original_key, []).append(cell)
-  with tqdm.tqdm(total=len(cells), initial=len(cells) - len(todo), desc='cells', unit='cell',
-                 dynamic_ncols=True) as progress:
+  with tqdm.tqdm(total=len(cells), desc='cells', unit='cell', dynamic_ncols=True) as progress:
     for group in by_original.values():
       prepared, train_record = originals.get(group[0])
       placed = concurrent.placements(meshes, prepared.placed_on)
 
       def work(cell, cell_mesh, placed=placed):
+        if before_cell is not None:
+          before_cell(cell)
         try:
           return cell_module.unlearn_and_evaluate(cell.config, placed(cell_mesh), cell_mesh)
         except trainer.NonFiniteLossError as error:
@@ -360,16 +370,59 @@ def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
         if isinstance(outcome, trainer.NonFiniteLossError):
           # A method that diverges is a result too: recorded (and not retried), not fatal.
           logging.warning('Cell %s diverged: %s', cell.key, outcome)
-          store.append(_record(cell, train_record, cell_mesh, error=str(outcome)))
+          record(_record(cell, train_record, cell_mesh, error=str(outcome)))
         else:
           before, after, unlearned = outcome
-          store.append(_record(
+          record(_record(
               cell, train_record, cell_mesh, before=before, after=after, unlearned=unlearned,
               num_train=len(prepared.splits.train.labels),
               num_forget=len(prepared.record.forget_ids_at(cell.discovery_rate))))
         progress.set_postfix_str(cell.key, refresh=False)
         progress.update(1)
+
+
+def write_reports(workdir: pathlib.Path) -> tuple[list[dict], list[pathlib.Path]]:
+  """Merges the per-cell records into `results.jsonl`, writes the reports; returns (every
+  record, the reports written)."""
+  from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
+  store = store_module.ResultStore(workdir / store_module.RESULTS_FILE)
+  store.merge()
   stored = store.read()
-  written = reports.write_reports(stored, workdir / REPORTS_DIR)
+  return stored, reports.write_reports(stored, workdir / REPORTS_DIR)
+
+
+def run(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = False,
+        overrides: Sequence[str] = ()) -> dict:
+  """Runs every cell `config.only` selects and no record holds yet; returns a summary and
+  writes the reports.
+
+  `config.parallel_cells` > 1 runs that many cells of one original model at once, each on its
+  share of the devices (`rem_jax.experiments.concurrent`); every cell computes what it would
+  alone on a mesh of that size. `overrides`: the fields set on the command line, each of which
+  must have an effect in some cell. With `config.cluster.executor` other than 'none' the cells
+  are submitted as tasks instead (`rem_jax.experiments.cluster.submit`).
+  """
+  check_sweep_config(config)
+  if cluster_section(config).executor != 'none':
+    # Imported here: the cluster module builds on this one.
+    from rem_jax.experiments import cluster  # pylint: disable=g-import-not-at-top
+    return cluster.submit(config, workdir, overwrite=overwrite, overrides=overrides)
+  from rem_jax.experiments import reports  # pylint: disable=g-import-not-at-top  (matplotlib)
+  parallel_cells = config.parallel_cells
+  meshes = concurrent.cell_meshes(parallel_cells)
+  grid, cells = selected_cells(config, overrides, meshes[0])
+  workdir, status = claim(config, workdir, overwrite=overwrite)
+  results_path = workdir / store_module.RESULTS_FILE
+  store = store_module.ResultStore(results_path)
+  store.merge()  # Records a cluster's tasks left in results.d/.
+  finished = store.finished_cells()
+  todo = [c for c in cells if c.key not in finished]
+  logging.info('Sweep in %s (%s): %d cells in the grid, %d selected, %d already recorded, %d to '
+               'run, %d original models, %d at a time.', workdir, status, len(grid), len(cells),
+               len(cells) - len(todo), len(todo), len({c.original_key for c in todo}),
+               parallel_cells)
+  originals = Originals(workdir, sharding.make_mesh(), grid)
+  run_cells(todo, originals, meshes, store.append)
+  stored, written = write_reports(workdir)
   return {'summary': reports.summary_table(stored), 'results': str(results_path),
           'reports': [str(p) for p in written], 'ran': len(todo), 'selected': len(cells)}
