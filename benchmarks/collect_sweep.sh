@@ -16,6 +16,12 @@ workdirs=${1:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
 dest=${2:?usage: collect_sweep.sh WORKDIR[,WORKDIR...] DEST}
 IFS=',' read -ra sweeps <<< "$workdirs"
 for workdir in "${sweeps[@]}"; do
+  # A sweep run as cluster tasks may hold records in results.d/ that no reports job merged yet
+  # (rem_jax.experiments.store): into results.jsonl first (nothing to do for other sweeps).
+  if [ -d "$workdir/results.d" ]; then
+    python -c 'import sys; from rem_jax.experiments import store; store.ResultStore(sys.argv[1]).merge()' \
+      "$workdir/results.jsonl"
+  fi
   [ -f "$workdir/results.jsonl" ] || { echo "collect_sweep.sh: $workdir/results.jsonl: no such file" >&2; exit 1; }
 done
 rm -rf "$dest"

@@ -60,8 +60,10 @@ def poisoned(tmp_path_factory):
 # the persistent cache (the quickstart notebook took 62 s cold and 32 s after it). test_sweep.py
 # starts the second worker because it needs no `poisoned` model: by the time that worker asks
 # for one, the first has trained and saved it (two at once trained it twice, 15 s each).
+# test_cluster.py (22 s, 2026-12-06) runs a sweep as 5 local processes; its real-Slurm test
+# runs apart (`-m slurm`, pyproject.toml).
 _LONGEST_FIRST = ('test_rem.py', 'test_sweep.py', 'test_baselines.py', 'test_rem_drop_mode.py',
-                  'test_launch.py', 'test_gpu_check.py', 'test_diagnose.py',
+                  'test_launch.py', 'test_gpu_check.py', 'test_diagnose.py', 'test_cluster.py',
                   'test_practitioner.py', 'test_commands.py', 'test_distributed.py',
                   'test_cpu_lowering.py', 'test_notebooks.py')
 

@@ -64,7 +64,8 @@ def _ok_input(command, data: bytes) -> bool:
                         check=False).returncode == 0
 
 
-def _wait(condition, seconds: float) -> bool:
+def wait(condition, seconds: float) -> bool:
+  """Whether `condition()` became true within `seconds` (polled twice a second)."""
   deadline = time.time() + seconds
   while time.time() < deadline:
     if condition():
@@ -92,18 +93,18 @@ def start() -> str | None:
   # munged as root (--force: its log folder belongs to root on this image); the slurm daemons
   # detach themselves.
   if not _munge_works() and not (_ok('/usr/sbin/munged', '--force')
-                                 and _wait(_munge_works, 10)):
+                                 and wait(_munge_works, 10)):
     return 'munged does not start (see /var/log/munge/munged.log)'
   if not _ok('scontrol', 'ping') and not _ok('/usr/sbin/slurmctld'):
     return f'slurmctld does not start (see {STATE}/log/slurmctld.log)'
-  if not _wait(lambda: _ok('scontrol', 'ping'), 20):
+  if not wait(lambda: _ok('scontrol', 'ping'), 20):
     return f'slurmctld does not answer (see {STATE}/log/slurmctld.log)'
   if not _node_state().startswith(('idle', 'mix', 'alloc')):
     _ok('/usr/sbin/slurmd')
-  if not _wait(lambda: _node_state() in ('idle', 'mix', 'alloc'), 30):
+  if not wait(lambda: _node_state() in ('idle', 'mix', 'alloc'), 30):
     host = socket.gethostname().split('.')[0]
     _ok('scontrol', 'update', f'nodename={host}', 'state=resume')
-    if not _wait(lambda: _node_state() in ('idle', 'mix', 'alloc'), 10):
+    if not wait(lambda: _node_state() in ('idle', 'mix', 'alloc'), 10):
       return (f'the Slurm node is {_node_state() or "unknown"}, not idle (see '
               f'{STATE}/log/slurmd.log)')
   return None
@@ -118,4 +119,11 @@ def wait_until_gone(job_ids, seconds: float) -> bool:
                              timeout=30, check=True)
     return not any(line.split('_')[0] in arrays for line in listing.stdout.split())
 
-  return _wait(gone, seconds)
+  return wait(gone, seconds)
+
+
+def job_state(job_id) -> str:
+  """squeue's state of one job ('' once it has left the queue)."""
+  listing = subprocess.run(['squeue', '-h', '-j', str(job_id), '-o', '%T'], capture_output=True,
+                           text=True, timeout=30, check=False)
+  return listing.stdout.strip() if listing.returncode == 0 else ''

@@ -15,8 +15,9 @@ from tests import cli
 from tests import slurm_cluster
 from tests import sweep_config
 
-# The real-Slurm test's own budget: the suite's per-test fault timeout (300 s, pyproject.toml)
-# is for tests that run in one process; this one waits for a queue of tasks twice.
+# The real-Slurm test runs apart from the suite's two workers (`-m slurm`: pyproject.toml,
+# .ci/run), whose cores its tasks would share, with its own budget: the suite's per-test fault
+# timeout (300 s) is for tests that run in one process; this one waits for a queue of tasks.
 SLURM_BUDGET_S = 600
 
 
@@ -51,16 +52,19 @@ def _assert_same_results(workdir, in_process):
     assert record['num_devices'] == expected[key]['num_devices'], key
     assert record['before'] == expected[key]['before'], key
     assert record['after'] == expected[key]['after'], key
-  done = reports.completed(records)
-  reference = reports.completed(list(expected.values()))
-  # The tiny models miss the report's preconditions, so the tables come from every record.
+  # Tasks record in the order they finish and the reports list tied rows in record order, so
+  # both sides are read in cell order. The tiny models miss the reports' preconditions, so
+  # the tables come from every record.
+  done = reports.completed(sorted(records, key=lambda r: r['cell']))
+  reference = reports.completed(sorted(expected.values(), key=lambda r: r['cell']))
   assert reports.table_a(done).markdown == reports.table_a(reference).markdown
   assert claims.claims_markdown(done) == claims.claims_markdown(reference)
   for name in ('preconditions.md', 'claims.md', 'table.md'):
-    written = workdir / sweep.REPORTS_DIR / name
-    assert written.exists() == (expected_dir / sweep.REPORTS_DIR / name).exists(), name
-    if written.exists():
-      assert written.read_text() == (expected_dir / sweep.REPORTS_DIR / name).read_text(), name
+    written, wanted = (folder / sweep.REPORTS_DIR / name for folder in (workdir, expected_dir))
+    assert written.exists() == wanted.exists(), name
+    if written.exists():  # The same lines (tied rows in any order).
+      assert sorted(written.read_text().splitlines()) == sorted(
+          wanted.read_text().splitlines()), name
 
 
 # ---- The cluster section ------------------------------------------------------------------------
@@ -197,11 +201,16 @@ def _submitted_jobs(workdir):
       workdir / cluster.SUBMISSIONS_FILE).read()]
 
 
+def _wait(condition):
+  return slurm_cluster.wait(condition, 240)
+
+
 def _wait_for_jobs(workdir):
   assert slurm_cluster.wait_until_gone(_submitted_jobs(workdir), 240), (
       cluster.status(workdir))
 
 
+@pytest.mark.slurm
 def test_slurm_runs_the_sweep_and_a_resubmission_redoes_only_the_cancelled_cell(
     slurm, tmp_path, in_process, monkeypatch):
   del slurm
@@ -215,9 +224,22 @@ def test_slurm_runs_the_sweep_and_a_resubmission_redoes_only_the_cancelled_cell(
   first = sweep.run(config, workdir)
   assert first['tasks'] == 5 and 'original  job' in first['submitted'], first['submitted']
   reached = marker.with_name(marker.name + '.reached')
-  assert slurm_cluster._wait(reached.exists, 240), cluster.status(workdir)  # pylint: disable=protected-access
-  # The task's own job id (an array task has one too).
-  subprocess.run(['scancel', json.loads(reached.read_text())['job_id']], check=True)
+  assert _wait(reached.exists), cluster.status(workdir)
+  job = json.loads(reached.read_text())['job_id']  # The task's own (an array task has one too).
+  first_cell = store.ResultStore(workdir / store.RESULTS_FILE).cells_dir.glob('*.json')
+  recorded = {path: path.read_text() for path in first_cell}
+  assert len(recorded) >= 1  # The task's first cell, and maybe the other original's.
+  # Preempted: Slurm requeues the task, which skips its recorded cell and stops at the same one.
+  reached.unlink()
+  subprocess.run(['scontrol', 'requeue', job], check=True)
+  # Once the task has ended (submitit ignores SIGTERM: Slurm's KillWait, 30 s), Slurm holds the
+  # requeued job for two minutes (its old credentials' lifetime): not on this test's node.
+  assert _wait(lambda: slurm_cluster.job_state(job) == 'PENDING')
+  subprocess.run(['scontrol', 'update', f'jobid={job}', 'StartTime=now'], check=True)
+  assert _wait(reached.exists), cluster.status(workdir)
+  assert json.loads(reached.read_text())['job_id'] == job
+  assert {path: path.read_text() for path in recorded} == recorded
+  subprocess.run(['scancel', job], check=True)  # Killed for good this time.
   _wait_for_jobs(workdir)
   monkeypatch.delenv(cluster.PAUSE_CELL_ENV)
 
@@ -249,3 +271,40 @@ def test_slurm_runs_the_sweep_and_a_resubmission_redoes_only_the_cancelled_cell(
           for path in originals} == checkpoints
   assert cluster.status(workdir) == '6 cells: 6 done'
   _assert_same_results(workdir, in_process)
+
+
+# ---- Status and preemption, without running anything ----------------------------------------------
+
+
+def test_status_names_each_failed_cell_with_the_log_to_read(tmp_path):
+  config = _config(executor='local')
+  sweep.claim(config, tmp_path)
+  grid = sweep.expand_grid(config)
+  trained, failed = sorted({cell.original_key for cell in grid})
+  (tmp_path / sweep.ORIGINALS_DIR / trained).mkdir(parents=True)
+  (tmp_path / sweep.ORIGINALS_DIR / trained / 'train.json').write_text('{}')
+  log = store.files.JsonLines(tmp_path / cluster.SUBMISSIONS_FILE)
+  for original in (trained, failed):
+    log.append({'job_id': f'1_{original}', 'phase': 'original', 'original': original,
+                'cells': [], 'stderr': f'{original}.err', 'executor': 'local'})
+    log.append({'job_id': f'2_{original}', 'phase': 'cells', 'original': original,
+                'cells': [c.key for c in grid if c.original_key == original],
+                'stderr': f'cells_{original}.err', 'executor': 'local'})
+  done, lost = [c.key for c in grid if c.original_key == trained][:2]
+  results = store.ResultStore(tmp_path / store.RESULTS_FILE)
+  results.write_cell({'cell': done})
+  results.append({'cell': [c.key for c in grid if c.original_key == trained][2], 'error': 'nan'})
+  states = cluster.cell_states(tmp_path)
+  assert states[done] == ('done', '')
+  assert states[lost] == ('failed', f'cells task 2_{trained}, log cells_{trained}.err')
+  for cell in grid:
+    if cell.original_key == failed:  # Its cells never ran: the original's log says why.
+      assert states[cell.key] == ('failed', f'original task 1_{failed}, log {failed}.err')
+  assert cluster.status(tmp_path).splitlines()[0] == '6 cells: 1 diverged, 1 done, 4 failed'
+
+
+def test_a_preempted_task_requeues_itself_with_the_same_work():
+  runner = cluster.Runner({'experiment': 'sweep'}, '/shared/sweep', shares_devices=False)
+  unit = executors.Unit('cells', 'abc', ('seed=0',))
+  again = runner.checkpoint(unit)  # What submitit calls on SIGUSR2 before requeueing.
+  assert again.function is runner and again.args == (unit,)

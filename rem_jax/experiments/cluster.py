@@ -150,6 +150,17 @@ def _chunks(items: Sequence, size: int) -> list[tuple]:
   return [tuple(items[i:i + size]) for i in range(0, len(items), size)]
 
 
+def _job_list(job_ids) -> str:
+  """Job ids, each array's tasks as one range: '12_[0-22], 13_0, 14'."""
+  arrays = {}
+  for job_id in job_ids:
+    array, _, index = job_id.partition('_')
+    arrays.setdefault(array, []).append(index)
+  return ', '.join(array if indices == [''] else f'{array}_{indices[0]}' if len(indices) == 1
+                   else f'{array}_[{indices[0]}-{indices[-1]}]'
+                   for array, indices in arrays.items())
+
+
 def _submissions(workdir: pathlib.Path) -> files.JsonLines:
   return files.JsonLines(workdir / SUBMISSIONS_FILE)
 
@@ -169,8 +180,8 @@ def submit(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = Fals
            overrides: Sequence[str] = ()) -> dict:
   """Submits the sweep's cells that have no record as tasks (see the module docstring).
 
-  Returns {'submitted': what launch.py prints, 'tasks': how many tasks started, ...}; with the
-  local engine every task has ended by then, and the result also holds the sweep's summary.
+  Returns {'submitted': what launch.py prints, 'tasks': how many tasks started}; with the
+  local engine every task has ended by then, and what it prints ends with `status`.
   """
   section = sweep.cluster_section(config)
   if jax.process_count() > 1:
@@ -216,9 +227,10 @@ def submit(config: ml_collections.ConfigDict, workdir, *, overwrite: bool = Fals
           f'{len(plan.originals)} original models to train, {len(submitted)} tasks:']
   for phase, tasks in itertools.groupby(submitted, key=lambda task: task.unit.phase):
     tasks = list(tasks)
-    after = sorted({task.after for task in tasks if task.after})
-    text.append(f'  {phase:<9} job {", ".join(task.job_id for task in tasks)}'
-                + (f' (after {"; ".join(after)})' if after else ''))
+    after = list(dict.fromkeys(task.after for task in tasks if task.after))
+    shown = '; '.join(after if len(after) < 4 else (after[0], '...', after[-1]))
+    text.append(f'  {phase:<9} job {_job_list(task.job_id for task in tasks)}'
+                + (f' (after: {shown})' if after else ''))
   text += [f'Logs: {folder}/<job id>_0_log.out and .err', f'Status: {status_command}',
            'The same command again submits whatever then has no record.']
   if engine.blocking:  # Every task has ended: what they left.
@@ -241,8 +253,8 @@ def _grid_of(workdir: pathlib.Path) -> list[sweep.Cell]:
 
 def cell_states(workdir) -> dict[str, tuple[str, str]]:
   """{cell: (state, detail)} for every cell of the sweep in `workdir`. state: done, diverged,
-  queued/running (Slurm's own word), failed or not submitted; detail: the task (and for a
-  failed cell the log to read)."""
+  running or pending (squeue's word, with its reason), failed or not submitted; detail: the
+  task (and for a failed cell the log to read)."""
   workdir = pathlib.Path(workdir).absolute()
   grid = _grid_of(workdir)
   recorded = {r['cell']: r for r in

@@ -57,7 +57,8 @@ class Engine:
       for job in [job for job in running if job.done()]:
         started = running.pop(job)
         if started.unit.phase == 'original' and _succeeded(job):
-          ready += [(unit, started.job_id) for unit in blocked.pop(started.unit.original, ())]
+          ready += [(unit, f'job {started.job_id}')
+                    for unit in blocked.pop(started.unit.original, ())]
     job, started = self._start(executor, plan.reports, run)
     job.wait()
     return submitted + [started]

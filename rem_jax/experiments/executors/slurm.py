@@ -79,10 +79,10 @@ class Engine:
                     'qos': self._task['qos'], 'time': _REPORTS_MINUTES, 'cpus_per_task': 1,
                     'extra': {k: v for k, v in self._task['extra'].items()
                               if k not in ('gres', 'gpus', 'mem_per_gpu')}}
-    job = self._executor('rem-reports', 'afterany:' + ':'.join(arrays) if arrays else '',
-                         task=reports_task).submit(run, plan.reports)
+    after = 'afterany:' + ':'.join(arrays) if arrays else ''
+    job = self._executor('rem-reports', after, task=reports_task).submit(run, plan.reports)
     return submitted + [executors.Submitted(plan.reports, job.job_id, str(job.paths.stdout),
-                                            str(job.paths.stderr), ','.join(arrays))]
+                                            str(job.paths.stderr), after)]
 
   def active(self, job_ids: Collection[str]) -> dict[str, str]:
     """{id: 'RUNNING' | 'PENDING (reason)' ...} from squeue, one line per array task (-r)."""
