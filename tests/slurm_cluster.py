@@ -52,16 +52,14 @@ def _node_state() -> str:
 
 
 def _munge_works() -> bool:
+  """Whether a credential munge encodes, unmunge decodes."""
   try:
     encoded = subprocess.run(['munge', '-n'], capture_output=True, timeout=10, check=False)
-    return encoded.returncode == 0 and _ok_input(['unmunge'], encoded.stdout)
+    return encoded.returncode == 0 and subprocess.run(
+        ['unmunge'], input=encoded.stdout, capture_output=True, timeout=10,
+        check=False).returncode == 0
   except (OSError, subprocess.TimeoutExpired):
     return False
-
-
-def _ok_input(command, data: bytes) -> bool:
-  return subprocess.run(command, input=data, capture_output=True, timeout=10,
-                        check=False).returncode == 0
 
 
 def wait(condition, seconds: float) -> bool:

@@ -295,9 +295,10 @@ def status(workdir) -> str:
     counts[state] = counts.get(state, 0) + 1
   lines = [f'{len(states)} cells: ' + ', '.join(f'{n} {state}' for state, n in
                                                sorted(counts.items()))]
+  width = max(map(len, counts))
   for key, (state, detail) in states.items():
     if state not in ('done', 'diverged'):
-      lines.append(f'  {state:<13} {key}' + (f'  ({detail})' if detail else ''))
+      lines.append(f'  {state:<{width}}  {key}' + (f'  ({detail})' if detail else ''))
   return '\n'.join(lines)
 
 

@@ -1,11 +1,13 @@
 """The local engine: submitit's local executor, each task a process on this machine.
 
-At most `cluster.max_concurrent` tasks run at once. A cells task starts once its original's task
-succeeded; the reports task runs last. The submission returns when every task has ended (this
-engine tests the cluster path and runs a grid on one multi-core host); job ids are the processes'
-ids. Every task sees the same `gpus_per_task` GPUs, hence `shares_devices`.
+At most `cluster.max_concurrent` tasks run at once, and no more than this machine's cores allow
+at `cpus_per_task` each. A cells task starts once its original's task succeeded; the reports
+task runs last. The submission returns when every task has ended (this engine tests the cluster
+path and runs a grid on one multi-core host); job ids are the processes' ids. Every task sees
+the same first `gpus_per_task` GPUs, hence `shares_devices`.
 """
 
+import os
 import time
 from collections.abc import Callable, Collection
 
@@ -46,9 +48,11 @@ class Engine:
     # gpus_per_node=0 hides every GPU from a task (CUDA_VISIBLE_DEVICES='').
     executor.update_parameters(timeout_min=self._section.time_minutes,
                                gpus_per_node=self._section.gpus_per_task)
+    at_once = min(self._section.max_concurrent,
+                  max(1, (os.cpu_count() or 1) // self._section.cpus_per_task))
     running, submitted = {}, []
     while ready or running:
-      while ready and len(running) < self._section.max_concurrent:
+      while ready and len(running) < at_once:
         unit, after = ready.pop(0)
         job, started = self._start(executor, unit, run, after)
         running[job] = started

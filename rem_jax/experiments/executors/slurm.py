@@ -37,7 +37,6 @@ class Engine:
       raise ValueError("cluster.executor='slurm': sbatch is not on this machine's PATH; submit "
                        "from a Slurm login node, or use cluster.executor='local'.")
     self._folder = folder
-    self._section = section
     extra = {str(k).replace('-', '_'): v for k, v in section.extra.items()}
     self.shares_devices = any(kind in str(extra.get('gres', ''))
                               for kind in _SHARED_GPU_RESOURCES)
@@ -74,7 +73,7 @@ class Engine:
       after = f'afterok:{trains[original]}' if original in trains else ''
       submitted += self._submit(units, run, f'rem-cells-{original}', after,
                                 kill_on_invalid_dep=True)
-    arrays = sorted({s.job_id.split('_')[0] for s in submitted})
+    arrays = list(dict.fromkeys(s.job_id.split('_')[0] for s in submitted))
     reports_task = {'partition': self._task['partition'], 'account': self._task['account'],
                     'qos': self._task['qos'], 'time': _REPORTS_MINUTES, 'cpus_per_task': 1,
                     'extra': {k: v for k, v in self._task['extra'].items()
