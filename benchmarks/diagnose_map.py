@@ -12,7 +12,10 @@ recorded ones): the regularity score; for each signal (co-forgetting, disagreeme
 combination) and two baselines (the trained model's own loss, a random ranking) the precision
 and recall at k = |D_c \\ D_f| among D_r; the calibrated estimates (corrupted left, discovery
 rate, the suspects) against the truth; the wall time against the original's training run.
-Probes train `--probe_steps` steps (default: half the map's 1,200).
+Probes train `--probe_steps` steps (default: `configs/diagnose.py`'s, 1.5 × the map's 1,200 ÷ 2
+folds = 900; the committed 10 %-budget records used 600). `--grid=proportions` diagnoses the originals of the map in the paper's proportions
+(`configs/cpu_map.py:proportions` and `:proportions,inter_class`, whose `originals/` folders
+`--originals` lists).
 
 `--end_to_end` then unlearns, from the same original, D_f together with each recorded
 diagnosis's suspects, with each method of `--end_to_end_methods` at the map's defaults:
@@ -60,6 +63,7 @@ from rem_jax.experiments import store  # pylint: disable=g-import-not-at-top,wro
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RANKINGS = ('co_forgetting', 'disagreement', 'combined', 'own_loss', 'random')
 END_TO_END_FILE = 'end_to_end.jsonl'
+NUM_CLASSES = cpu_map.cell().model.num_classes
 ADVISED = 'advised'
 
 
@@ -81,11 +85,36 @@ def original(config, directory: pathlib.Path, mesh):
   return splits, record, trained, train_record
 
 
-def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_steps: int,
-            mesh) -> dict:
+def map_cell(task: str, seed: int, rate: float, grid: str = '', **overrides):
+  """The cell config of the map's `grid` ('': the 10 %-budget map, `configs/cpu_map.py`;
+  'proportions': its grid in the paper's proportions, whose inter-class row has its own
+  |D_c|; 'rung': one rung up, twice the images): the originals it names are that grid's."""
+  if grid in ('proportions', 'rung'):
+    config = config_lib.in_paper_proportions(
+        cpu_map.cell(**cpu_map.RUNG) if grid == 'rung' else cpu_map.cell())
+    if task == 'inter_class_confusion':
+      config.num_corrupted = config_lib.inter_class_corrupted(config)
+  else:
+    config = cpu_map.cell()
+  for path, value in {'task': task, 'seed': seed, 'discovery_rate': rate, **overrides}.items():
+    config[path] = value
+  return config
+
+
+def find_original(originals, config) -> pathlib.Path:
+  """The folder of `config`'s original among the `originals` folders (a grid's originals/)."""
+  key = cell.original_key(config)
+  for folder in originals:
+    if (pathlib.Path(folder) / key).is_dir():
+      return pathlib.Path(folder) / key
+  raise ValueError(f'no original {key} ({config.task}, seed {config.seed}) in {originals}.')
+
+
+def measure(task: str, seed: int, rate: float, originals, probe_steps: int,
+            mesh, grid: str = '') -> dict:
   """One diagnosis of the map's (task, seed) original at `rate`, scored against D_c."""
-  config = cpu_map.cell(task=task, seed=seed, discovery_rate=rate)
-  directory = originals / cell.original_key(config)
+  config = map_cell(task, seed, rate, grid)
+  directory = find_original(originals, config)
   splits, record, trained, train_record = original(config, directory, mesh)
   forget_ids = record.forget_ids_at(rate)
   views = pipeline.make_views(splits, record, forget_ids, pipeline.put_images(splits, mesh))
@@ -114,7 +143,7 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
   summary = result.summary
   found = np.isin(result.suspect_ids, record.corrupted_ids)
   return {
-      'cell': f'task={task},seed={seed},rate={rate}', 'task': task, 'seed': seed,
+      'cell': f'task={task},seed={seed},rate={rate}', 'grid': grid, 'task': task, 'seed': seed,
       'discovery_rate': rate, 'num_found': len(forget_ids), 'num_unfound': unfound,
       'num_retain': int(retain.sum()), 'regularity': summary['regularity'],
       'at_k': at_k, 'random_precision': unfound / retain.sum(),
@@ -132,36 +161,137 @@ def measure(task: str, seed: int, rate: float, originals: pathlib.Path, probe_st
 # ---- End to end ---------------------------------------------------------------------------------
 
 
-def map_summary(rows, map_records) -> dict:
+def current(rows) -> list[dict]:
+  """`rows` with each record's regularity read as `regularity.MEASURE`: a record of an earlier
+  measure is re-scored from what it holds (the held-out agreement on D_f and D_r are counts of
+  per-example 0/1 outcomes, so the score and its bootstrap interval are exactly recomputed),
+  and co-forgetting's calibration gets the `informative` verdict of today's rule
+  (`suspects.auc_interval` over |hidden half| and D_r) where it predates it."""
+  return [_current(r) for r in rows]
+
+
+def _current(record: dict) -> dict:
+  reg = record['regularity']
+  calibration = record['calibration']['co_forgetting']
+  if reg.get('measure') == regularity.MEASURE and 'informative' in calibration:
+    return record
+  outcomes = lambda share, n: np.arange(n) < round(share * n)
+  rescored = regularity.score(
+      outcomes(reg['forget_agreement'], record['num_found']),
+      outcomes(reg['retain_agreement'], record['num_retain']), num_classes=NUM_CLASSES,
+      bootstrap=reg['bootstrap'], rng=np.random.default_rng(record['seed']), level=reg['level'])
+  low, _ = suspects.auc_interval(calibration['auc'], calibration['num_hidden'],
+                                 record['num_retain'])
+  calibrations = {**record['calibration'],
+                  'co_forgetting': {**calibration, 'informative': bool(low > 0.5)}}
+  placed = ('nearest_task', 'row', 'reference_scores')  # The old measure's placement.
+  kept = {k: v for k, v in reg.items() if k not in placed}
+  return {**record, 'regularity': {**kept, **rescored}, 'calibration': calibrations}
+
+
+def map_summary(rows, map_records, end_to_end_rows=(), exclude_seed: int | None = None
+                ) -> dict:
   """The summary a diagnosis advises from: the map's cells whose original passed its
-  preconditions, placed by these diagnosis records' mean regularity scores."""
+  preconditions, placed by these diagnosis records' mean regularity scores, with the gains
+  from adding suspects (`suspect_gains`). `exclude_seed`: all three read without that seed's
+  records, so a diagnosis of that seed is judged out of sample."""
   thresholds = reports.Thresholds()
+  rows = current(rows)
+  kept = lambda r: r.get('seed') != exclude_seed
+  map_records = [r for r in map_records if kept(r)]
   return advice.summarise(
-      map_records, regularity_scores(rows), source='the CPU map (benchmarks/results/cpu_map)',
-      passed=lambda r: reports.precondition(r, thresholds)['passed'])
+      map_records, regularity_scores([r for r in rows if kept(r)]),
+      source='the CPU map (benchmarks/results/cpu_map)',
+      passed=lambda r: reports.precondition(r, thresholds)['passed'],
+      suspect_gains=suspect_gains([r for r in end_to_end_rows if kept(r)], map_records))
+
+
+def suspect_gains(end_to_end_rows, map_records) -> dict[str, dict]:
+  """Per task: REM's H×U on D_f and a diagnosis's suspects minus the map's REM on D_f alone,
+  the mean over the (seed, rate) cells that have both, and those cells' gains."""
+  alone = rem_alone(map_records)
+  by_task = {}
+  for r in end_to_end_rows:
+    key = (r['task'], r['seed'], r['discovery_rate'])
+    if r['method'] == 'rem' and key in alone:
+      by_task.setdefault(r['task'], []).append(
+          r['after']['healed_x_utility'] - alone[key]['healed_x_utility'])
+  return {task: {'gain': float(np.mean(gains)), 'cells': gains}
+          for task, gains in by_task.items()}
 
 
 def advised_method(diagnosis: dict, summary: dict) -> str:
   """What the diagnosis `diagnosis` advises: its task placed by its regularity score and its
   estimated discovery rate, the best method of that cell of `summary` (no estimated rate, the
-  calibration could not tell: the best on average over the map's rates)."""
-  cut = diagnosis['threshold']
-  _, advised = advice.place(summary, diagnosis['regularity']['score'],
-                            None if cut is None else cut['estimated_discovery_rate'])
+  calibration could not tell: the best on average over the map's rates; no row: the best on
+  average over the rows)."""
+  cut, reg = diagnosis['threshold'], _current(diagnosis)['regularity']
+  shown = reg['score'] == reg['score'] and regularity.pattern_shown(
+      reg['score'], summary['regularity_scores'],
+      _current(diagnosis)['calibration']['co_forgetting']['informative'])
+  _, _, advised = advice.place(summary, {**reg, 'measurable': shown},
+                               None if cut is None else cut['estimated_discovery_rate'])
   return advised['best']['method']
+
+
+def held_out_placement(rows) -> list[dict]:
+  """Each record's row placed by references from the other seeds' records alone: {'cell',
+  'task', 'nearest', 'tasks_within'} (nearest None: not measurable, or no references of all
+  three tasks without this seed)."""
+  placed = []
+  rows = current(rows)
+  for r in rows:
+    references = regularity_scores([o for o in rows if o['seed'] != r['seed']])
+    reg = r['regularity']
+    measurable = nearest = None
+    within = []
+    if set(references) == set(regularity.ROWS):
+      measurable = reg['score'] == reg['score'] and regularity.pattern_shown(
+          reg['score'], references, r['calibration']['co_forgetting']['informative'])
+      if measurable:
+        nearest = regularity.nearest_task(reg['score'], references)
+        within = regularity.tasks_within(reg['low'], reg['high'], references)
+    placed.append({'cell': r['cell'], 'task': r['task'], 'seed': r['seed'],
+                   'discovery_rate': r['discovery_rate'], 'measurable': measurable,
+                   'nearest': nearest, 'tasks_within': within, 'score': reg['score'],
+                   'low': reg['low'], 'high': reg['high']})
+  return placed
+
+
+def held_out_markdown(rows) -> str:
+  lines = ['## The regularity row, held out by seed', '',
+           "Each diagnosis placed with references from the other seeds' records only (the "
+           'mean score of each task over them): the nearest row, and the rows its interval '
+           'reaches.', '', '| task | rate | seed | score (interval) | nearest row | interval '
+           'reaches | right? |', '|---|---|---|---|---|---|---|']
+  for p in sorted(held_out_placement(rows), key=lambda p: (cpu_map.TASKS.index(p['task']),
+                                                           p['discovery_rate'], p['seed'])):
+    if p['measurable'] is None:
+      nearest, within, right = 'no references without this seed', '–', '–'
+    elif not p['measurable']:
+      nearest, within, right = 'cannot tell', '–', 'abstains'
+    else:
+      nearest = regularity.ROWS[p['nearest']]
+      within = regularity.describe_rows(p['tasks_within'])
+      right = ('yes' if p['nearest'] == p['task'] else
+               'in interval' if p['task'] in p['tasks_within'] else 'no')
+    lines.append(f'| {p["task"]} | {p["discovery_rate"]} | {p["seed"]} | '
+                 f'{p["score"]:.2f} ({p["low"]:.2f}–{p["high"]:.2f}) | {nearest} | '
+                 f'{within} | {right} |')
+  return '\n'.join(lines) + '\n'
 
 
 def end_to_end_key(task: str, seed: int, rate: float, method: str) -> str:
   return f'task={task},seed={seed},rate={rate},method={method}'
 
 
-def end_to_end(diagnosis: dict, method: str, originals: pathlib.Path, mesh) -> dict:
+def end_to_end(diagnosis: dict, method: str, originals, mesh) -> dict:
   """`method` at the map's defaults on D_f and the diagnosis's suspects, from the map's
   original model, evaluated as the map evaluates (Healed on D_c, Utility on the test set)."""
   task, seed, rate = diagnosis['task'], diagnosis['seed'], diagnosis['discovery_rate']
-  config = cpu_map.cell(task=task, seed=seed, discovery_rate=rate, method=method)
+  config = map_cell(task, seed, rate, diagnosis.get('grid', ''), method=method)
   splits, record, trained, train_record = original(
-      config, originals / cell.original_key(config), mesh)
+      config, find_original(originals, config), mesh)
   found = record.forget_ids_at(rate)
   record = record.with_forget_ids(rate, np.union1d(found, diagnosis['suspect_ids']))
   prepared = cell.Prepared(splits, pipeline.put_images(splits, mesh), record,
@@ -180,14 +310,15 @@ def end_to_end(diagnosis: dict, method: str, originals: pathlib.Path, mesh) -> d
 
 
 def run_end_to_end(rows, results: store.ResultStore, methods_wanted, seeds, summary,
-                   originals: pathlib.Path, mesh) -> None:
-  """`end_to_end` for each diagnosis record of `seeds` and each wanted method; a re-run skips
-  the recorded ones."""
+                   originals, mesh) -> None:
+  """`end_to_end` for each diagnosis record of `seeds` and each wanted method (`advised`: by
+  `summary(seed)`, the map summary without that seed); a re-run skips the recorded ones."""
   done = results.finished_cells()
   for diagnosis in sorted(rows, key=lambda r: (r['seed'], r['task'], r['discovery_rate'])):
     if diagnosis['seed'] not in seeds:
       continue
-    wanted = [advised_method(diagnosis, summary) if name == ADVISED else name
+    held_out = summary(diagnosis['seed'])
+    wanted = [advised_method(diagnosis, held_out) if name == ADVISED else name
               for name in methods_wanted]
     for method in dict.fromkeys(wanted):
       key = end_to_end_key(diagnosis['task'], diagnosis['seed'], diagnosis['discovery_rate'],
@@ -209,7 +340,6 @@ def end_to_end_markdown(rows, end_to_end_rows, map_records) -> str:
   """Per task and rate: the map's REM on D_f against REM and the advised method (advised by
   today's map records) on D_f and the diagnosis's suspects, each H×U with Healed and Utility
   (one seed: no SEM)."""
-  summary = map_summary(rows, map_records)
   alone = rem_alone(map_records)
   diagnoses = {(r['task'], r['seed'], r['discovery_rate']): r for r in rows}
   show = lambda m: (f'{m["healed_x_utility"]:.3f} ({m["healed"]:.2f} / {m["utility"]:.2f})'
@@ -218,7 +348,7 @@ def end_to_end_markdown(rows, end_to_end_rows, map_records) -> str:
            'H×U (Healed / Utility) of each method at the map\'s defaults from the map\'s '
            'original model; "REM on D_f" is the map\'s own record. The advised method is placed '
            'by the regularity score and the estimated discovery rate, without D_c, in the map\'s '
-           'records as they stand. REM gains: REM\'s H×U on D_f ∪ suspects minus on D_f '
+           'records without that seed (references and cells: out of sample). REM gains: REM\'s H×U on D_f ∪ suspects minus on D_f '
            '(positive: adding the suspects beats REM on D_f). —: not recorded yet.', '',
            '| task | rate | seed | suspects (precision) | REM on D_f | REM on D_f ∪ suspects | '
            'REM gains | advised method | advised on D_f ∪ suspects | advised vs REM on D_f |',
@@ -232,7 +362,8 @@ def end_to_end_markdown(rows, end_to_end_rows, map_records) -> str:
     runs = by_cell[key]
     rem = next((r['after'] for r in runs if r['method'] == 'rem'), None)
     try:
-      advised_name = advised_method(diagnoses[key], summary)
+      advised_name = advised_method(diagnoses[key],
+                                    map_summary(rows, map_records, exclude_seed=seed))
     except (KeyError, ValueError):  # No diagnosis record, or the map has no such cells yet.
       advised_name = None
     advised = next((r for r in runs if r['method'] == advised_name), None)
@@ -297,8 +428,10 @@ def summary_markdown(rows, end_to_end_rows, map_records) -> str:
 def report_markdown(rows, end_to_end_rows, map_records) -> str:
   """Every table: the summary, then one per measurement, then the end-to-end runs."""
   seeds = sorted({r['seed'] for r in rows})
-  lines = [f'Diagnosis on the CPU map (`configs/cpu_map.py`), seeds {seeds}: mean ± SEM over '
-           'seeds. Command: `python benchmarks/diagnose_map.py` (its docstring).', '',
+  grid = rows[0].get('grid', '')
+  lines = [f'Diagnosis on the CPU map (`configs/cpu_map.py{":" + grid if grid else ""}`), seeds '
+           f'{seeds}: mean ± SEM over seeds. Command: `python benchmarks/diagnose_map.py'
+           f'{" --grid=" + grid if grid else ""}` (its docstring).', '',
            '## Summary', '', summary_markdown(rows, end_to_end_rows, map_records),
            '## Regularity score', '', '| task | rate | score | per seed |', '|---|---|---|---|']
   ordered = _groups(rows)
@@ -307,7 +440,7 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
                          for r in sorted(group, key=lambda r: r['seed']))
     lines.append(f'| {task} | {rate} | {_mean(group, lambda r: r["regularity"]["score"])} | '
                  f'{per_seed} |')
-  lines += ['', order_line(rows)]
+  lines += ['', order_line(rows), '', held_out_markdown(rows).rstrip('\n')]
   lines += ['', '## Suspects: precision at k = |D_c \\ D_f| among D_r', '',
             '| task | rate | k | ' + ' | '.join(RANKINGS) + ' |',
             '|---|---|---|' + '---|' * len(RANKINGS)]
@@ -366,34 +499,43 @@ def order_line(rows) -> str:
 
 
 def regularity_scores(rows) -> dict[str, float]:
-  """Each task's mean score over its records: the references a diagnosis places a task by."""
+  """Each task's mean score over its records (as `regularity.MEASURE`, NaN left out): the
+  references a diagnosis places a task by."""
   by_task = {}
-  for r in rows:
-    by_task.setdefault(r['task'], []).append(r['regularity']['score'])
+  for r in current(rows):
+    if r['regularity']['score'] == r['regularity']['score']:
+      by_task.setdefault(r['task'], []).append(r['regularity']['score'])
   return {task: float(np.mean(values)) for task, values in by_task.items()}
 
 
 def write_report(rows, end_to_end_rows, map_records, output: pathlib.Path,
-                 summary_path: pathlib.Path | None) -> None:
-  """The tables (.md) and every record (.json); the packaged summary if `summary_path`."""
+                 summary_path: pathlib.Path | None, gains_rows=None) -> None:
+  """The tables (.md) and every record (.json); the packaged summary if `summary_path` (its
+  suspect gains from `gains_rows`, or None: from `end_to_end_rows`)."""
   files.write_json_atomic(output.with_suffix('.json'),
                           {'records': rows, 'end_to_end': end_to_end_rows})
   text = report_markdown(rows, end_to_end_rows, map_records)
   files.write_atomic(output.with_suffix('.md'), lambda f: f.write(text.encode()))
   print(text)
   if summary_path is not None:
-    summary = map_summary(rows, map_records)
+    summary = map_summary(rows, map_records,
+                          end_to_end_rows if gains_rows is None else gains_rows)
     advice.write(summary, summary_path)
     print(f'Wrote {summary_path}: {len(summary["cells"])} cells.')
 
 
 _WORKDIR = flags.DEFINE_string('workdir', 'workdirs/diagnose_map', 'Where records go.')
-_ORIGINALS = flags.DEFINE_string('originals', 'workdirs/cpu_map/plain/originals',
-                                 "The CPU map's trained originals.")
+_ORIGINALS = flags.DEFINE_list('originals', ['workdirs/cpu_map/plain/originals'],
+                               "The CPU map's trained originals (folders searched in order).")
+_GRID = flags.DEFINE_enum('grid', '', ['', 'proportions', 'rung'],
+                          "The map's grid: '' the 10 %-budget map, 'proportions' the paper's, "
+                          "'rung' one rung up (configs/cpu_map.py:rung).")
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
 _RATES = flags.DEFINE_list('rates', ['0.2', '0.5'], 'Discovery rates.')
 _TASKS = flags.DEFINE_list('tasks', list(cpu_map.TASKS), 'Tasks.')
-_PROBE_STEPS = flags.DEFINE_integer('probe_steps', 600, "Each probe's training steps.")
+_PROBE_STEPS = flags.DEFINE_integer(
+    'probe_steps', None, "Each probe's training steps (unset: configs/diagnose.py's default, "
+    "1.5 × the recipe's ÷ folds).")
 _REPORT = flags.DEFINE_bool('report', False, 'Only write the report from the records.')
 _OUTPUT = flags.DEFINE_string('output', str(ROOT / 'benchmarks' / 'results' / 'diagnose_map'),
                               'The report (.json and .md).')
@@ -405,6 +547,10 @@ _END_TO_END_METHODS = flags.DEFINE_list(
     'end_to_end_methods', ['rem', ADVISED], f'With --end_to_end: methods, or {ADVISED!r}.')
 _WRITE_SUMMARY = flags.DEFINE_bool('write_summary', False, 'Also write the packaged map summary '
                                    f'({advice.PACKAGED.name}) from --map_results.')
+_GAINS_FROM = flags.DEFINE_string(
+    'gains_from', None, "With --write_summary: the summary's gains from adding suspects come "
+    "from this diagnose_map .json's end-to-end records (run on --map_results' originals) "
+    "instead of the workdir's.")
 
 
 def main(argv):
@@ -420,9 +566,9 @@ def main(argv):
              f'{sorted(methods.METHODS)} and {ADVISED!r}.')
   if _END_TO_END.value and not _REPORT.value:
     rows = results.read()
-    summary = map_summary(rows, map_records)
+    summary = lambda seed: map_summary(rows, map_records, exclude_seed=seed)
     run_end_to_end(rows, end_to_end_results, _END_TO_END_METHODS.value,
-                   set(map(int, _SEEDS.value)), summary, pathlib.Path(_ORIGINALS.value),
+                   set(map(int, _SEEDS.value)), summary, _ORIGINALS.value,
                    sharding.make_mesh())
   elif not _REPORT.value:
     mesh = sharding.make_mesh()
@@ -434,13 +580,15 @@ def main(argv):
           if key in done:
             continue
           print(f'diagnose_map: {key}', file=sys.stderr, flush=True)
-          results.append(measure(task, seed, rate, pathlib.Path(_ORIGINALS.value),
-                                 _PROBE_STEPS.value, mesh))
-  rows = results.read()
+          results.append(measure(task, seed, rate, _ORIGINALS.value, _PROBE_STEPS.value,
+                                 mesh, _GRID.value))
+  rows = current(results.read())
   if not rows:
     sys.exit(f'diagnose_map.py: error: no records in {workdir / store.RESULTS_FILE}.')
+  gains_rows = (json.loads(pathlib.Path(_GAINS_FROM.value).read_text())['end_to_end']
+                if _GAINS_FROM.value else None)
   write_report(rows, end_to_end_results.read(), map_records, pathlib.Path(_OUTPUT.value),
-               advice.PACKAGED if _WRITE_SUMMARY.value else None)
+               advice.PACKAGED if _WRITE_SUMMARY.value else None, gains_rows)
 
 
 if __name__ == '__main__':

@@ -8,9 +8,10 @@
 Takes what configs/unlearn.py takes (a trained model, the ids found, the training data as you
 have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked suspects
 (`suspects.json`) and every example's scores (`scores.npz`) to the workdir:
-- the found set's regularity score (probe models' held-out agreement with its labels, `folds`
-  of them, each trained with the checkpoint's recipe or `probe_steps` steps) and its row of the
-  map;
+- the found set's regularity score (the share of the gap between its labels predicted without
+  it and clean labels that the rest of it closes: `folds` probe models and one without the
+  found set, each trained with the checkpoint's recipe or `probe_steps` steps), its row of the
+  map and the rows its interval reaches ("cannot tell" where there is no gap to close);
 - suspects: corrupted examples not yet found, by co-forgetting (a flush of the found set that
   stops before Acc(D_r) falls more than `flush_margin`) and out-of-sample disagreement
   (cleanlab), with a threshold calibrated on the found set; "cannot tell", and no count,
@@ -18,7 +19,8 @@ have it) and writes `report.md`, `diagnosis.json`, `diagnosis.png`, the ranked s
 - the estimated discovery rate with its interval, and the method with the best H×U in that
   cell of a benchmark (`records`: the packaged CPU map by default, or a sweep's
   results.jsonl); the best at each plausible rate where the rate is uncertain or unknown.
-`--config.unlearn=true` then unlearns D_f and the suspects with the advised method (or
+`--config.unlearn=true` then unlearns D_f (and the suspects where the map measured that adding
+them helps, or as `add_suspects` says) with the advised method (or
 `method`) into `<workdir>/unlearned`.
 
 That command diagnoses the quickstart's model and D_f (`found_ids.txt`; `corruption`

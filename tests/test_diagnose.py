@@ -42,7 +42,8 @@ def _summary(best='rem'):
         cells.append({'base': 'plain', 'task': task, 'discovery_rate': rate, 'method': method,
                       'healed_x_utility': value, 'sem': 0.02 if method == 'rem' else 0.03,
                       'seeds': 3})
-  return {'source': 'hand-made', 'regularity_scores': dict(SCORES), 'cells': cells}
+  return {'source': 'hand-made', 'regularity_scores': dict(SCORES),
+          'regularity_measure': regularity.MEASURE, 'cells': cells}
 
 
 # ---- pure parts ---------------------------------------------------------------------------------
@@ -58,16 +59,44 @@ def test_folds_deal_the_found_and_the_retained_evenly():
     regularity.folds(100, forget, 11, np.random.default_rng(0))
 
 
-def test_the_regularity_score_is_the_agreement_ratio_with_a_bootstrap_interval():
-  forget = np.array([1, 1, 0, 0])  # 0.5
-  retain = np.array([1, 1, 1, 1, 1, 1, 1, 0])  # 0.875
-  value = regularity.score(forget, retain, bootstrap=500, rng=np.random.default_rng(0))
-  assert value['score'] == pytest.approx(0.5 / 0.875)
-  assert value['low'] < value['score'] < value['high']
-  assert value['forget_agreement'] == 0.5 and value['retain_agreement'] == 0.875
+def test_the_regularity_score_runs_from_chance_to_clean_and_is_capped_there():
+  forget = np.array([1, 1, 0, 0])  # A(D_f) 0.5
+  retain = np.array([1, 1, 1, 1, 1, 1, 1, 0])  # A(D_r) 0.875; chance (1 − 0.875) / 9
+  value = regularity.score(forget, retain, num_classes=10, bootstrap=500,
+                           rng=np.random.default_rng(0))
+  chance = 0.125 / 9
+  assert value['chance_agreement'] == pytest.approx(chance)
+  assert value['score'] == pytest.approx((0.5 - chance) / (0.875 - chance))
+  assert value['low'] < value['score'] < value['high'] <= 1.0
+  assert value['measure'] == regularity.MEASURE
+  # A pattern easier than the dataset's classes (a trigger on CIFAR-10: 0.85 against 0.5) and
+  # one on easy data (1.0 against 0.999) are both a fully shared pattern: 1, not 1.7 and 1.0.
+  assert regularity.capped_ratio(0.85, 0.5, 10) == 1.0
+  assert regularity.capped_ratio(1.0, 0.999, 10) == 1.0
+  assert regularity.capped_ratio(0.5 / 9, 0.5, 10) == pytest.approx(0.0)  # Chance: 0.
+  assert np.isnan(regularity.capped_ratio(0.5, 0.1, 10))  # Probes no better than chance.
   assert regularity.nearest_task(0.8, SCORES) == 'poison_trigger'
   assert regularity.nearest_task(0.3, SCORES) == 'inter_class_confusion'
   assert regularity.nearest_task(0.1, SCORES) == 'random_label_swap'
+
+
+def test_a_pattern_is_claimed_only_where_co_forgetting_shows_one():
+  # A clean found set is as predictable as clean labels: high by the score alone.
+  assert not regularity.pattern_shown(1.0, SCORES, co_forgetting_informative=False)
+  assert regularity.pattern_shown(1.0, SCORES, co_forgetting_informative=True)
+  assert not regularity.pattern_shown(0.5, SCORES, co_forgetting_informative=False)
+  # The low row claims no pattern: it needs no evidence of one.
+  assert regularity.pattern_shown(0.05, SCORES, co_forgetting_informative=False)
+
+
+def test_an_interval_places_the_task_between_rows():
+  assert regularity.tasks_within(0.1, 0.2, SCORES) == ['random_label_swap']
+  assert regularity.tasks_within(0.4, 1.3, SCORES) == ['inter_class_confusion', 'poison_trigger']
+  assert regularity.tasks_within(-0.2, 1.3, SCORES) == list(reversed(regularity.ROWS))
+  assert regularity.tasks_within(float('nan'), 1.0, SCORES) == list(reversed(regularity.ROWS))
+  assert (regularity.describe_rows(['inter_class_confusion', 'poison_trigger'])
+          == 'between the medium and the high rows')
+  assert regularity.describe_rows(['poison_trigger']) == 'the high row'
 
 
 def test_percentile_ranks_and_auc_known_values():
@@ -184,9 +213,51 @@ def test_advice_reads_the_cell_at_the_nearest_rate_and_names_the_runner_up():
   with pytest.raises(ValueError, match="no etd-base cells of task 'poison_trigger'"):
     advice.advise(summary, 'poison_trigger', 0.5, base='etd')
   # Placing: the task whose reference score is nearest, then its cell.
-  task, placed = advice.place(summary, SCORES['random_label_swap'] + 0.01, 0.9)
-  assert task == 'random_label_swap' and placed['row'] == 'low'
+  score = {'score': SCORES['random_label_swap'] + 0.01, 'low': -0.1, 'high': 0.1,
+           'measurable': True}
+  task, tasks, placed = advice.place(summary, score, 0.9)
+  assert task == 'random_label_swap' and tasks == [task] and placed['row'] == 'low'
   assert placed['discovery_rate'] == 1.0 and placed['best']['method'] == 'rem'
+  assert placed['by_row'] == []
+  # An interval over two rows: advice in the nearest, and each reached row's best.
+  task, tasks, placed = advice.place(summary, {**score, 'high': 0.6}, 0.3)
+  assert task == 'random_label_swap' and len(tasks) == 2
+  assert [(r['row'], r['best']['method']) for r in placed['by_row']] == [('low', 'npo'),
+                                                                          ('medium', 'npo')]
+  # Not measurable: no row; methods ranked by their H×U averaged over the rows.
+  task, tasks, placed = advice.place(summary, {**score, 'measurable': False}, 0.3)
+  assert task is None and placed['row'] is None and len(placed['by_row']) == 3
+  assert placed['best']['method'] == 'npo'
+  assert placed['best']['healed_x_utility'] == pytest.approx(0.5)
+
+
+def test_the_suspects_are_added_only_where_the_map_measured_that_it_helps():
+  gains = {'poison_trigger': {'gain': 0.05}, 'inter_class_confusion': {'gain': -0.08}}
+  summary = {**_summary(), 'suspect_gains': gains}
+  cut = {'num_suspects': 40}
+  assert advice.suspects_decision(summary, ['poison_trigger'], cut)['add']
+  decision = advice.suspects_decision(summary, ['inter_class_confusion', 'poison_trigger'], cut)
+  assert not decision['add'] and 'medium row -0.080' in decision['why']
+  decision = advice.suspects_decision(summary, ['random_label_swap'], cut)
+  assert not decision['add'] and 'not measured' in decision['why']
+  assert not advice.suspects_decision(summary, ['poison_trigger'], None)['add']
+  assert not advice.suspects_decision(summary, ['poison_trigger'], {'num_suspects': 0})['add']
+
+
+def test_unlearn_true_follows_the_decision_unless_add_suspects_overrides_it():
+  found, suspect_ids = np.array([1, 5]), np.array([9, 3])
+  for decision, setting, expected in ((True, 'auto', [1, 3, 5, 9]), (False, 'auto', [1, 5]),
+                                      (False, 'yes', [1, 3, 5, 9]), (True, 'no', [1, 5])):
+    summary = {'add_suspects': {'add': decision, 'why': ''}}
+    diagnosis = diagnose.Diagnosis(summary, {}, suspect_ids)
+    assert diagnose.ids_to_unlearn(setting, diagnosis, found).tolist() == expected
+  unplaced = diagnose.Diagnosis({'add_suspects': None}, {}, suspect_ids)  # No map summary.
+  assert diagnose.ids_to_unlearn('auto', unplaced, found).tolist() == [1, 5]
+
+
+def test_a_summary_of_another_regularity_measure_is_refused():
+  with pytest.raises(ValueError, match="measured as 'agreement_ratio'; this version measures"):
+    advice.check_covers({**_summary(), 'regularity_measure': 'agreement_ratio'}, 'plain')
 
 
 def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
@@ -209,8 +280,9 @@ def test_a_summary_of_sweep_records_keeps_defaults_that_finished():
 
 def _settings(steps=160):
   """The diagnosis's settings with probes of half the fixture's training recipe."""
-  recipe = dataclasses.replace(poisoned_module.RECIPE, steps=steps, checkpoint_every=steps)
-  settings = diagnose.settings_from(config_lib.diagnose_config(), recipe)
+  config = config_lib.diagnose_config()
+  config.probe_steps = steps
+  settings = diagnose.settings_from(config, poisoned_module.RECIPE)
   return dataclasses.replace(settings, batch_size=poisoned_module.BATCH, eval_batch_size=256,
                              bootstrap=200)
 
@@ -311,7 +383,7 @@ def test_the_flush_stops_before_it_flushes_the_rest_of_the_model(poisoned):
 def test_the_regularity_of_a_poison_is_higher_than_that_of_random_swaps(poisoned,
                                                                       poison_diagnosis):
   poison = poison_diagnosis.summary['regularity']
-  assert poison['nearest_task'] == 'poison_trigger'  # Measured 0.79.
+  assert poison['nearest_task'] == 'poison_trigger' and poison['measurable']
   # The same images with 64 random label swaps: probes alone, no trained model needed.
   swap = corruptions.corrupt(poisoned.splits.train.labels, task='random_label_swap', seed=0,
                              num_classes=10, num_corrupted=64, rates=[0.5])
@@ -320,7 +392,7 @@ def test_the_regularity_of_a_poison_is_higher_than_that_of_random_swaps(poisoned
   # One probe, holding out fold 0 of 2, is enough for a score (and half the cost of two). It
   # trains the fixture's whole recipe: at half of it the probe agreed with 0.31 of the retained
   # labels, and the ratio over 32 swapped images was noise (0.60 on 2026-12-01); at the whole
-  # recipe, 0.80 and a score of 0.08.
+  # recipe, 0.80 and a ratio of 0.08.
   settings = dataclasses.replace(_settings(poisoned_module.RECIPE.steps), folds=1)
   held = regularity.folds(1024, forget, 2, np.random.default_rng(0)) == 0
   original = methods.TrainedModel(poisoned.model, poisoned.variables)
@@ -329,7 +401,7 @@ def test_the_regularity_of_a_poison_is_higher_than_that_of_random_swaps(poisoned
   agrees = probabilities.argmax(1) == views.train.labels
   in_forget = np.isin(views.train.ids, forget)
   swapped = regularity.score(agrees[held & in_forget], agrees[held & ~in_forget],
-                             bootstrap=200, rng=np.random.default_rng(0))
+                             num_classes=10, bootstrap=200, rng=np.random.default_rng(0))
   assert swapped['score'] < 0.3 < poison['score'], (swapped, poison)
 
 
@@ -372,14 +444,18 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
   # No UL: the plumbing is what is checked here (`unlearning_method` picks the advised one).
   assert cli.run(workdir, *_args(inputs, '--config.unlearn=true', '--config.method=no_ul'),
                  config='configs/diagnose.py') == 0
-  # An untrained model: no signal beats chance, so the advice is per rate (NPO at every one).
-  assert ('Advised by rate: npo at 0.2, npo at 0.5, npo at 1; on average over them: npo.'
-          in capsys.readouterr().out)
+  # An untrained model and probes of a few steps: no signal beats chance and the probes
+  # predict nothing, so neither the row nor the rate is told, and the advice is the best
+  # method on average over the rows (NPO everywhere).
+  out = capsys.readouterr().out
+  assert 'row cannot tell (the probes predict clean labels no better than chance)' in out
+  assert 'Advised on average over the rows: npo.' in out
   summary = json.loads((workdir / diagnose.RESULTS_FILE).read_text())
   assert summary['num_found'] == 16 and summary['advice']['best']['method'] == 'npo'
   assert summary['threshold'] is None and summary['num_suspects'] == 0
   report = (workdir / diagnose.REPORT_FILE).read_text()
-  assert '## Regularity' in report and 'Best on average over those rates: **npo**' in report
+  assert '## Regularity' in report and 'Best on average over the rows: **npo**' in report
+  assert '| low (random_label_swap) | npo |' in report  # The best in each row.
   assert 'Acc(D_r)' in report  # Before and after each flush.
   assert (workdir / diagnose.FIGURE_FILE).stat().st_size > 0
   scores = np.load(workdir / diagnose.SCORES_FILE)
@@ -403,6 +479,10 @@ def test_the_command_writes_the_report_and_unlearns_the_found_and_the_suspects(c
     (None, ['--config.folds=17'], 'folds=17: the forget ids hold 16 examples'),
     (None, ['--config.flush_margin=1.5'], 'flush_margin=1.5 is not allowed; allowed: [0, 1].'),
     (None, ['--config.method=rem'], '--config.method has no effect in this run: unlearn=false'),
+    (None, ['--config.add_suspects=yes'],
+     '--config.add_suspects has no effect in this run: unlearn=false'),
+    (None, ['--config.unlearn=true', '--config.add_suspects=maybe'],
+     "add_suspects='maybe' is not allowed; allowed: 'auto', 'yes' or 'no'."),
     (None, ['--config.records=/nonexistent.jsonl'], "records='/nonexistent.jsonl' is not a file."),
     ('records', ['--config.records={partial}'], 'has no plain-base cells of'),
     ('forget_ids', ['--config.forget_ids={out_of_range}'], 'out of range'),

@@ -394,7 +394,8 @@ def test_the_diagnosis_report_counts_the_seeds_whose_scores_leave_the_maps_order
 def test_the_packaged_map_summary_is_the_committed_maps():
   # What a pip-installed diagnosis advises from (rem_jax/diagnosis/map_summary.json) is what
   # `benchmarks/diagnose_map.py --report --write_summary` makes of the committed records: the
-  # map's cells, placed by the committed diagnoses' regularity scores. In a subprocess: the
+  # map's cells, placed by the committed diagnoses' regularity scores, with the gains from
+  # adding suspects that its end-to-end runs measured. In a subprocess: the
   # script defines absl flags that other benchmark scripts imported by tests define too.
   from rem_jax.diagnosis import advice  # pylint: disable=g-import-not-at-top
   root = _COMMITTED.parent.parent
@@ -403,10 +404,11 @@ def test_the_packaged_map_summary_is_the_committed_maps():
       'sys.path.insert(0, "benchmarks")\n'
       'import diagnose_map\n'
       'from rem_jax.experiments import store\n'
-      'rows = json.load(open("benchmarks/results/diagnose_map.json"))["records"]\n'
+      'committed = json.load(open("benchmarks/results/diagnose_map.json"))\n'
       'path = pathlib.Path("benchmarks/results/cpu_map/results.jsonl")\n'
       'records = store.ResultStore(path).read()\n'
-      'print(json.dumps(diagnose_map.map_summary(rows, records)))\n')
+      'print(json.dumps(diagnose_map.map_summary(committed["records"], records,\n'
+      '                                          committed["end_to_end"])))\n')
   result = subprocess.run([sys.executable, '-c', program], cwd=root, check=True,
                           capture_output=True, text=True)
   assert json.loads(advice.PACKAGED.read_text()) == json.loads(result.stdout.splitlines()[-1])

@@ -8,6 +8,7 @@ sweep's records; the CPU map's ships inside the package (`PACKAGED`).
 
 import collections
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -23,10 +24,12 @@ NOT_ADVISED = rem.ABLATIONS + rem.ORACLES
 
 
 def summarise(records, regularity_scores: dict[str, float] | None = None, *,
-              passed=lambda record: True, source: str = '') -> dict:
+              passed=lambda record: True, source: str = '',
+              suspect_gains: dict | None = None) -> dict:
   """The summary of a sweep's records: completed cells at the defaults (a tuning grid's
   variants, REM's ablations and oracles are left out) whose original model `passed` its
-  preconditions."""
+  preconditions; the regularity references (measured as `regularity.MEASURE`) and the gains
+  from adding suspects per task (`suspects_decision`) are carried as given."""
   cells = collections.defaultdict(list)
   for record in records:
     if ('error' in record or record['variant'] != record['method']
@@ -39,7 +42,9 @@ def summarise(records, regularity_scores: dict[str, float] | None = None, *,
     mean, sem = metrics.mean_sem(values)
     rows.append({'base': base, 'task': task, 'discovery_rate': rate, 'method': method,
                  'healed_x_utility': mean, 'sem': sem, 'seeds': len(values)})
-  return {'source': source, 'regularity_scores': dict(regularity_scores or {}), 'cells': rows}
+  return {'source': source, 'regularity_scores': dict(regularity_scores or {}),
+          'regularity_measure': regularity.MEASURE, 'suspect_gains': dict(suspect_gains or {}),
+          'cells': rows}
 
 
 def read_records(path: pathlib.Path) -> list[dict]:
@@ -59,7 +64,8 @@ def load(path=None) -> dict | None:
   """A summary: `path` a summary .json or a sweep's results.jsonl; None: the packaged one (None
   while this installation ships none: a diagnosis then places nothing and advises nothing).
 
-  A results.jsonl has no regularity scores of its own: the packaged summary's are used.
+  A results.jsonl has no regularity scores (nor suspect gains) of its own: the packaged
+  summary's are used.
   """
   if path is None:
     return json.loads(PACKAGED.read_text()) if PACKAGED.is_file() else None
@@ -73,8 +79,11 @@ def load(path=None) -> dict | None:
     if not records or missing:
       raise ValueError(f'records={str(path)!r} holds no sweep records'
                        + (f' (no field {missing[0]!r})' if missing else '') + '.')
-    scores = (load() or {}).get('regularity_scores', {})
-    return summarise(records, scores, source=str(path))
+    packaged = load() or {}
+    if packaged.get('regularity_measure') != regularity.MEASURE:
+      packaged = {}
+    return summarise(records, packaged.get('regularity_scores'), source=str(path),
+                     suspect_gains=packaged.get('suspect_gains'))
   try:
     summary = json.loads(path.read_text())
   except ValueError:
@@ -149,15 +158,89 @@ def advise(summary: dict, task: str, discovery_rate: float | None, base: str = '
   return {'task': task, 'row': regularity.ROWS[task], 'base': base, 'discovery_rate': rate,
           'best': _pick(ranked[0]), 'runner_up': _pick(ranked[1] if len(ranked) > 1 else None),
           'cell': [_pick(c) for c in ranked], 'plausible_rates': plausible,
-          'per_rate': per_rate}
+          'per_rate': per_rate, 'by_row': []}
 
 
-def place(summary: dict, score: float, discovery_rate: float | None, base: str = 'plain', *,
-          interval=None) -> tuple[str, dict]:
-  """The benchmark task whose regularity score is nearest `score`, and `advise` in its cell
-  (`discovery_rate` None: unknown; `interval`: its interval)."""
-  task = regularity.nearest_task(score, summary['regularity_scores'])
-  return task, advise(summary, task, discovery_rate, base, interval=interval)
+def across_rows(advised: list[dict]) -> dict:
+  """One ranking over several rows' `advise` outputs: each method's H×U averaged over the rows
+  (methods every row ranks; `sem` that average's), the best choice if each row is as likely."""
+  by_method = collections.defaultdict(list)
+  for row in advised:
+    for c in row['cell']:
+      by_method[c['method']].append(c)
+  ranked = sorted(({'method': method,
+                    'healed_x_utility': float(np.mean([c['healed_x_utility'] for c in group])),
+                    'sem': float(np.sqrt(np.sum([c['sem'] ** 2 for c in group])) / len(group)),
+                    'seeds': min(c['seeds'] for c in group)}
+                   for method, group in by_method.items() if len(group) == len(advised)),
+                  key=lambda c: -c['healed_x_utility'])
+  return {'best': _pick(ranked[0]), 'runner_up': _pick(ranked[1] if len(ranked) > 1 else None),
+          'cell': [_pick(c) for c in ranked]}
+
+
+def place(summary: dict, score: dict, discovery_rate: float | None, base: str = 'plain', *,
+          interval=None) -> tuple[str | None, list[str], dict]:
+  """Where a regularity `score` (`regularity.score`'s dict) lies on the map, and the advice.
+
+  Returns (task, tasks, advice): `task` the benchmark task whose reference is nearest the
+  score (None where the score is not measurable: "cannot tell"), `tasks` every task its
+  interval reaches (all of them when not measurable), and `advise` in `task`'s row with
+  'by_row' (each reached row's best and runner-up) where the interval reaches more than one.
+  Not measurable: the advice ranks methods by their H×U averaged over every row
+  (`across_rows`), with 'task' and 'row' None.
+  """
+  check_measure(summary)
+  references = summary['regularity_scores']
+  if score['measurable']:
+    task = regularity.nearest_task(score['score'], references)
+    tasks = regularity.tasks_within(score['low'], score['high'], references)
+  else:
+    task, tasks = None, regularity.tasks_within(math.nan, math.nan, references)
+  by_row = {t: advise(summary, t, discovery_rate, base, interval=interval) for t in tasks}
+  if task is None:
+    advised = {**by_row[tasks[0]], **across_rows(list(by_row.values())), 'task': None,
+               'row': None}
+  else:
+    advised = advise(summary, task, discovery_rate, base, interval=interval)
+  if len(tasks) > 1:
+    advised['by_row'] = [{'task': t, 'row': regularity.ROWS[t], 'best': a['best'],
+                          'runner_up': a['runner_up']} for t, a in by_row.items()]
+  return task, tasks, advised
+
+
+def suspects_decision(summary: dict, tasks, cut: dict | None) -> dict:
+  """Whether to unlearn the suspects with D_f: {'add': bool, 'why': str}.
+
+  Only where they are estimated at all (`cut` not None, suspects > 0) and, in every row the
+  task may lie in (`tasks`), adding a diagnosis's suspects raised REM's H×U on the map
+  (`summary['suspect_gains']`, written by benchmarks/diagnose_map.py from its end-to-end
+  runs). The suspects' estimated precision alone cannot decide it: on the map it read 0.5-1.3
+  for inter-class suspects whose true precision was 0.09-0.20, where adding them halved REM's
+  H×U (benchmarks/results/diagnose_map.md).
+  """
+  if cut is None or not cut['num_suspects']:
+    return {'add': False, 'why': 'no suspects are estimated'}
+  gains = summary.get('suspect_gains', {})
+  unmeasured = [regularity.ROWS[t] for t in tasks if t not in gains]
+  if unmeasured:
+    return {'add': False, 'why': f'the map has not measured adding suspects in the '
+                                 f'{", ".join(unmeasured)} row(s)'}
+  shown = ', '.join(f'{regularity.ROWS[t]} row {gains[t]["gain"]:+.3f}' for t in tasks)
+  if any(gains[t]['gain'] <= 0 for t in tasks):
+    return {'add': False, 'why': f'on the map, adding suspects did not raise REM\'s H×U in '
+                                 f'every row the task may lie in ({shown})'}
+  return {'add': True, 'why': f'on the map, adding suspects raised REM\'s H×U in every row '
+                              f'the task may lie in ({shown})'}
+
+
+def check_measure(summary: dict) -> None:
+  """The summary's regularity references were measured as this version's score."""
+  measure = summary.get('regularity_measure', 'agreement_ratio')  # Older summaries lack it.
+  if measure != regularity.MEASURE:
+    source = summary.get('source') or 'the packaged map summary'
+    raise ValueError(f'records: {source} holds regularity scores measured as {measure!r}; '
+                     f'this version measures {regularity.MEASURE!r} (re-measure them with '
+                     'benchmarks/diagnose_map.py).')
 
 
 def check_covers(summary: dict, base: str) -> None:
@@ -165,6 +248,7 @@ def check_covers(summary: dict, base: str) -> None:
   regularity score and cells on that base (a ValueError says what is missing)."""
   source = summary.get('source') or 'the packaged map summary'
   scores = summary.get('regularity_scores', {})
+  check_measure(summary)
   missing = [t for t in regularity.ROWS if t not in scores]
   if missing:
     raise ValueError(f'records: {source} has no measured regularity score for {missing}; '

@@ -107,7 +107,8 @@ def diagnose_config() -> ml_collections.ConfigDict:
   config.probe_steps = config_dict.placeholder(int)  # Unset: the training recipe's steps.
   config.bootstrap = 1000                  # Resamples of the regularity score's interval.
   config.records = config_dict.placeholder(str)  # results.jsonl or a summary; unset: packaged.
-  config.unlearn = False                   # Then unlearn D_f and the suspects.
+  config.unlearn = False                   # Then unlearn D_f (and the suspects: add_suspects).
+  config.add_suspects = 'auto'             # 'auto': where the map measured that adding helps.
   config.flush_margin = 0.1                # Acc(D_r) may fall this much in the flush.
   # The probes' recipe when the checkpoint is a .msgpack (a launch.py workdir records its own).
   config.train = cell_config().train

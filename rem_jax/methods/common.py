@@ -129,9 +129,11 @@ def shared_batch_size(requested: int, num_examples: int, mesh) -> int:
 def forget_batch_size(task: base.Task) -> int:
   """The batch size of epochs over D_f: fixed by |D_c|, so every discovery rate shares a compile.
 
-  A practitioner does not know D_c: there D_f sets the size.
+  A practitioner does not know D_c: there D_f sets the size. A forget set larger than D_c (D_f
+  and a diagnosis's suspects) sets it too: it is the set being unlearned.
   """
-  known = task.record.num_corrupted if task.record is not None else len(task.forget_ids)
+  known = (max(task.record.num_corrupted, len(task.forget_ids)) if task.record is not None
+           else len(task.forget_ids))
   return shared_batch_size(task.batch_size, known, task.mesh)
 
 
