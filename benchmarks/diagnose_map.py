@@ -234,23 +234,27 @@ def advised_method(diagnosis: dict, summary: dict) -> str:
   return advised['best']['method']
 
 
-def held_out_placement(rows) -> list[dict]:
-  """Each record's row placed by references from the other seeds' records alone: {'cell',
-  'task', 'nearest', 'tasks_within'} (nearest None: not measurable, or no references of all
-  three tasks without this seed)."""
+def held_out_placement(rows, references=None) -> list[dict]:
+  """Each record's row placed by references from the other seeds' records alone (or by
+  `references`, e.g. the packaged summary's, where given): {'cell', 'task', 'measurable',
+  'nearest', 'tasks_within', ...} (measurable None: no references of all three tasks without
+  this seed; False: "cannot tell")."""
   placed = []
   rows = current(rows)
   for r in rows:
-    references = regularity_scores([o for o in rows if o['seed'] != r['seed']])
+    if references is None:
+      references_now = regularity_scores([o for o in rows if o['seed'] != r['seed']])
+    else:
+      references_now = references
     reg = r['regularity']
     measurable = nearest = None
     within = []
-    if set(references) == set(regularity.ROWS):
+    if set(references_now) == set(regularity.ROWS):
       measurable = reg['score'] == reg['score'] and regularity.pattern_shown(
-          reg['score'], references, r['calibration']['co_forgetting']['informative'])
+          reg['score'], references_now, r['calibration']['co_forgetting']['informative'])
       if measurable:
-        nearest = regularity.nearest_task(reg['score'], references)
-        within = regularity.tasks_within(reg['low'], reg['high'], references)
+        nearest = regularity.nearest_task(reg['score'], references_now)
+        within = regularity.tasks_within(reg['low'], reg['high'], references_now)
     placed.append({'cell': r['cell'], 'task': r['task'], 'seed': r['seed'],
                    'discovery_rate': r['discovery_rate'], 'measurable': measurable,
                    'nearest': nearest, 'tasks_within': within, 'score': reg['score'],
@@ -258,14 +262,23 @@ def held_out_placement(rows) -> list[dict]:
   return placed
 
 
-def held_out_markdown(rows) -> str:
-  lines = ['## The regularity row, held out by seed', '',
-           "Each diagnosis placed with references from the other seeds' records only (the "
-           'mean score of each task over them): the nearest row, and the rows its interval '
-           'reaches.', '', '| task | rate | seed | score (interval) | nearest row | interval '
-           'reaches | right? |', '|---|---|---|---|---|---|---|']
-  for p in sorted(held_out_placement(rows), key=lambda p: (cpu_map.TASKS.index(p['task']),
-                                                           p['discovery_rate'], p['seed'])):
+def held_out_markdown(rows, references=None) -> str:
+  """The placement table: held out by seed, or (`references`) by the packaged summary's."""
+  if references is None:
+    title, how = ('The regularity row, held out by seed', "Each diagnosis placed with "
+                  "references from the other seeds' records only (the mean score of each task "
+                  'over them)')
+  else:
+    title, how = ("The regularity row by the packaged summary's references", 'Each diagnosis '
+                  'placed as a user\'s is, by the references shipped in the package '
+                  f'({", ".join(f"{t} {v:.2f}" for t, v in sorted(references.items()))}: the '
+                  '10 %-budget map\'s diagnoses)')
+  lines = [f'## {title}', '', f'{how}: the nearest row, and the rows its interval reaches.', '',
+           '| task | rate | seed | score (interval) | nearest row | interval reaches | right? |',
+           '|---|---|---|---|---|---|---|']
+  placed = held_out_placement(rows, references)
+  for p in sorted(placed, key=lambda p: (cpu_map.TASKS.index(p['task']), p['discovery_rate'],
+                                         p['seed'])):
     if p['measurable'] is None:
       nearest, within, right = 'no references without this seed', '–', '–'
     elif not p['measurable']:
@@ -395,6 +408,12 @@ def _mean(rows, get, digits: int = 3) -> str:
   return f'{mean:.{digits}f}' + (f' ± {sem:.{digits}f}' if sem == sem else '')
 
 
+def _estimate(record: dict, key: str):
+  """A calibrated estimate of the record's threshold; None where the diagnosis abstained (no
+  informative signal: no count, no rate), which `_mean` leaves out."""
+  return None if record['threshold'] is None else record['threshold'][key]
+
+
 def _groups(rows) -> list[tuple[tuple[str, float], list[dict]]]:
   """[((task, rate), records)] in the map's task order, then by rate."""
   groups = {}
@@ -441,6 +460,9 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
     lines.append(f'| {task} | {rate} | {_mean(group, lambda r: r["regularity"]["score"])} | '
                  f'{per_seed} |')
   lines += ['', order_line(rows), '', held_out_markdown(rows).rstrip('\n')]
+  if rows[0].get('grid'):  # Not the map the packaged references were measured on.
+    packaged = advice.load()['regularity_scores']
+    lines += ['', held_out_markdown(rows, packaged).rstrip('\n')]
   lines += ['', '## Suspects: precision at k = |D_c \\ D_f| among D_r', '',
             '| task | rate | k | ' + ' | '.join(RANKINGS) + ' |',
             '|---|---|---|' + '---|' * len(RANKINGS)]
@@ -450,13 +472,15 @@ def report_markdown(rows, end_to_end_rows, map_records) -> str:
                  + ' | '.join(cells) + ' |')
   lines += ['', 'Recall at k equals precision at k (k is the number of unfound corrupted '
             'examples).', '', '## The calibrated threshold against the truth', '',
+            'Means over the diagnoses that estimated (n/a: every one abstained, no signal told '
+            'from chance in calibration).', '',
             '| task | rate | corrupted left: estimated | true | discovery rate: estimated | '
             'true | suspects | their precision | their recall |', '|---|---|---|---|---|---|---|---|---|']
   for (task, rate), group in ordered:
     lines.append(
-        f'| {task} | {rate} | {_mean(group, lambda r: r["threshold"]["remaining"], 1)} | '
+        f'| {task} | {rate} | {_mean(group, lambda r: _estimate(r, "remaining"), 1)} | '
         f'{_mean(group, lambda r: r["num_unfound"], 0)} | '
-        f'{_mean(group, lambda r: r["threshold"]["estimated_discovery_rate"])} | '
+        f'{_mean(group, lambda r: _estimate(r, "estimated_discovery_rate"))} | '
         f'{_mean(group, lambda r: r["true_discovery_rate"])} | '
         f'{_mean(group, lambda r: r["suspects"]["count"], 0)} | '
         f'{_mean(group, lambda r: r["suspects"]["precision"])} | '
