@@ -2,7 +2,15 @@
 
     python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map
     python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map --seeds=0 --end_to_end
-    python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map --report
+    python benchmarks/diagnose_map.py --workdir=workdirs/diagnose_map --report --write_summary
+    python benchmarks/diagnose_map.py --grid=proportions --rates=0.5 \
+      --workdir=workdirs/diagnose_map_proportions \
+      --originals=workdirs/cpu_map/proportions/originals,workdirs/cpu_map/proportions_inter_class/originals \
+      --map_results=benchmarks/results/cpu_map_proportions/results.jsonl \
+      --output=benchmarks/results/diagnose_map_proportions
+    python benchmarks/diagnose_map.py --grid=rung --rates=0.5 --tasks=poison_trigger --seeds=0 \
+      --workdir=workdirs/diagnose_map_rung --originals=workdirs/cpu_map/rung/originals \
+      --map_results=workdirs/cpu_map/rung/results.jsonl --output=benchmarks/results/diagnose_map_rung
 
 For each task of `configs/cpu_map.py`, seed (`--seeds`, default 0-2) and discovery rate
 (`--rates`, default 0.2 and 0.5) it diagnoses the map's trained original model
@@ -26,9 +34,14 @@ regularity references being these records' mean scores). Records go to
 of REM on D_f alone.
 
 `--report` writes `benchmarks/results/diagnose_map.{json,md}` (a table per measurement, means
-over seeds, and the end-to-end table); `--write_summary` also writes, from `--map_results`, the
-map summary a diagnosis advises from (`rem_jax/diagnosis/map_summary.json`): each task's mean
-regularity score and the plain and ETD grids' cells (write it once the map is complete).
+over seeds, every placement held out by seed, and the end-to-end table; records of an earlier
+regularity measure are re-scored exactly, `current`); `--write_summary` also writes, from
+`--map_results`, the map summary a diagnosis advises from (`rem_jax/diagnosis/map_summary.json`):
+each task's mean regularity score, the plain and ETD grids' cells and the gains from adding
+suspects (the committed one: the first command's records, which are
+`benchmarks/results/diagnose_map.json`'s, with the 10 %-budget map's results). The second and
+third commands diagnose the originals of the map in the paper's proportions and of the rung;
+their reports also place each diagnosis by the packaged references, as a user's is.
 """
 
 import json
