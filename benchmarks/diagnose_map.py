@@ -238,10 +238,10 @@ def advised_method(diagnosis: dict, summary: dict) -> str:
   estimated discovery rate, the best method of that cell of `summary` (no estimated rate, the
   calibration could not tell: the best on average over the map's rates; no row: the best on
   average over the rows)."""
-  cut, reg = diagnosis['threshold'], _current(diagnosis)['regularity']
-  shown = reg['score'] == reg['score'] and regularity.pattern_shown(
-      reg['score'], summary['regularity_scores'],
-      _current(diagnosis)['calibration']['co_forgetting']['informative'])
+  diagnosis = _current(diagnosis)
+  cut, reg = diagnosis['threshold'], diagnosis['regularity']
+  shown = regularity.placeable(reg['score'], summary['regularity_scores'],
+                               diagnosis['calibration']['co_forgetting']['informative'])
   _, _, advised = advice.place(summary, {**reg, 'measurable': shown},
                                None if cut is None else cut['estimated_discovery_rate'])
   return advised['best']['method']
@@ -263,8 +263,8 @@ def held_out_placement(rows, references=None) -> list[dict]:
     measurable = nearest = None
     within = []
     if set(references_now) == set(regularity.ROWS):
-      measurable = reg['score'] == reg['score'] and regularity.pattern_shown(
-          reg['score'], references_now, r['calibration']['co_forgetting']['informative'])
+      measurable = regularity.placeable(reg['score'], references_now,
+                                        r['calibration']['co_forgetting']['informative'])
       if measurable:
         nearest = regularity.nearest_task(reg['score'], references_now)
         within = regularity.tasks_within(reg['low'], reg['high'], references_now)

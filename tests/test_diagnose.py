@@ -82,11 +82,13 @@ def test_the_regularity_score_runs_from_chance_to_clean_and_is_capped_there():
 
 def test_a_pattern_is_claimed_only_where_co_forgetting_shows_one():
   # A clean found set is as predictable as clean labels: high by the score alone.
-  assert not regularity.pattern_shown(1.0, SCORES, co_forgetting_informative=False)
-  assert regularity.pattern_shown(1.0, SCORES, co_forgetting_informative=True)
-  assert not regularity.pattern_shown(0.5, SCORES, co_forgetting_informative=False)
+  assert not regularity.placeable(1.0, SCORES, co_forgetting_informative=False)
+  assert regularity.placeable(1.0, SCORES, co_forgetting_informative=True)
+  assert not regularity.placeable(0.5, SCORES, co_forgetting_informative=False)
   # The low row claims no pattern: it needs no evidence of one.
-  assert regularity.pattern_shown(0.05, SCORES, co_forgetting_informative=False)
+  assert regularity.placeable(0.05, SCORES, co_forgetting_informative=False)
+  # No score (probes at chance): nothing to place.
+  assert not regularity.placeable(float('nan'), SCORES, co_forgetting_informative=True)
 
 
 def test_an_interval_places_the_task_between_rows():

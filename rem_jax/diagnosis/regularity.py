@@ -17,7 +17,7 @@ scored 1.1-1.9, on the easy `shapes` data 1.0), which made an uncapped ratio pla
 poison in the medium row of a map measured on CIFAR-10.
 
 A found set of clean examples is as predictable as clean labels too: the score alone cannot tell
-a shared corruption from no corruption. `pattern_shown` adds the evidence that the found set
+a shared corruption from no corruption. `placeable` adds the evidence that the found set
 shares a pattern the model acts on: co-forgetting's calibration (a flush of half of D_f singles
 out the other half among the candidates, `suspects.calibrate`). A score above the low row
 without it is "cannot tell".
@@ -99,12 +99,14 @@ def score(forget_agrees: np.ndarray, retain_agrees: np.ndarray, *, num_classes: 
           'bootstrap': bootstrap, 'level': level, 'measure': MEASURE}
 
 
-def pattern_shown(score_value: float, reference_scores: dict[str, float],
-                  co_forgetting_informative: bool) -> bool:
-  """Whether the placement may claim a shared pattern: always for a score in the low row (it
-  claims none); above it only where co-forgetting's calibration finds the hidden half of D_f."""
-  return (nearest_task(score_value, reference_scores) == 'random_label_swap'
-          or co_forgetting_informative)
+def placeable(score_value: float, reference_scores: dict[str, float],
+              co_forgetting_informative: bool) -> bool:
+  """Whether a score may be placed on the map: not where it is NaN (the probes learnt
+  nothing), always in the low row (it claims no pattern), and above it only where
+  co-forgetting's calibration finds the hidden half of D_f (the pattern shows)."""
+  return score_value == score_value and (
+      nearest_task(score_value, reference_scores) == 'random_label_swap'
+      or co_forgetting_informative)
 
 
 def _check_references(reference_scores: dict[str, float]) -> None:

@@ -16,7 +16,7 @@ The steps (their pure parts live in `rem_jax.diagnosis`):
    (0) to as predictable as clean labels (1, the cap) (`regularity.score`); placed in the map's
    row of the benchmark task whose reference is nearest, with every row the interval
    reaches; "cannot tell" where the score claims a shared pattern that co-forgetting's
-   calibration does not show (`regularity.pattern_shown`: a clean found set is as
+   calibration does not show (`regularity.placeable`: a clean found set is as
    predictable as clean labels too).
 3. Suspects: co-forgetting (`guarded_flush`: NPO on D_f until Acc(D_f) <= gamma, at most
    REM's flush cap, from a copy of the trained model, kept from flushing the rest of the
@@ -392,9 +392,8 @@ def diagnose(original: methods.TrainedModel, views: pipeline.Views, forget_ids, 
     task, tasks, advised, references, decision = None, [], None, None, None
   else:
     references = map_summary['regularity_scores']
-    value = regularity_score['score']
-    regularity_score['measurable'] = value == value and regularity.pattern_shown(
-        value, references, calibrations['co_forgetting']['informative'])
+    regularity_score['measurable'] = regularity.placeable(
+        regularity_score['score'], references, calibrations['co_forgetting']['informative'])
     rate, interval = ((None, None) if cut is None else
                       (cut['estimated_discovery_rate'], (cut['estimated_discovery_rate_low'],
                                                          cut['estimated_discovery_rate_high'])))
