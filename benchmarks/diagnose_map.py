@@ -546,17 +546,16 @@ def regularity_scores(rows) -> dict[str, float]:
 
 
 def write_report(rows, end_to_end_rows, map_records, output: pathlib.Path,
-                 summary_path: pathlib.Path | None, gains_rows=None) -> None:
+                 summary_path: pathlib.Path | None) -> None:
   """The tables (.md) and every record (.json); the packaged summary if `summary_path` (its
-  suspect gains from `gains_rows`, or None: from `end_to_end_rows`)."""
+  suspect gains from `end_to_end_rows`)."""
   files.write_json_atomic(output.with_suffix('.json'),
                           {'records': rows, 'end_to_end': end_to_end_rows})
   text = report_markdown(rows, end_to_end_rows, map_records)
   files.write_atomic(output.with_suffix('.md'), lambda f: f.write(text.encode()))
   print(text)
   if summary_path is not None:
-    summary = map_summary(rows, map_records,
-                          end_to_end_rows if gains_rows is None else gains_rows)
+    summary = map_summary(rows, map_records, end_to_end_rows)
     advice.write(summary, summary_path)
     print(f'Wrote {summary_path}: {len(summary["cells"])} cells.')
 
@@ -584,10 +583,6 @@ _END_TO_END_METHODS = flags.DEFINE_list(
     'end_to_end_methods', ['rem', ADVISED], f'With --end_to_end: methods, or {ADVISED!r}.')
 _WRITE_SUMMARY = flags.DEFINE_bool('write_summary', False, 'Also write the packaged map summary '
                                    f'({advice.PACKAGED.name}) from --map_results.')
-_GAINS_FROM = flags.DEFINE_string(
-    'gains_from', None, "With --write_summary: the summary's gains from adding suspects come "
-    "from this diagnose_map .json's end-to-end records (run on --map_results' originals) "
-    "instead of the workdir's.")
 
 
 def main(argv):
@@ -622,10 +617,8 @@ def main(argv):
   rows = current(results.read())
   if not rows:
     sys.exit(f'diagnose_map.py: error: no records in {workdir / store.RESULTS_FILE}.')
-  gains_rows = (json.loads(pathlib.Path(_GAINS_FROM.value).read_text())['end_to_end']
-                if _GAINS_FROM.value else None)
   write_report(rows, end_to_end_results.read(), map_records, pathlib.Path(_OUTPUT.value),
-               advice.PACKAGED if _WRITE_SUMMARY.value else None, gains_rows)
+               advice.PACKAGED if _WRITE_SUMMARY.value else None)
 
 
 if __name__ == '__main__':
