@@ -92,8 +92,8 @@ RETAIN_SAMPLE = 2000
 # most this many times (1/8 of it); then the flush stops at the last epoch within the margin.
 FLUSH_BACKOFFS = 3
 # The probes' default budget, in training runs of the original model, for all of them together
-# (`settings_from`): the most that keeps a diagnosis near 1.5 training runs (issue 35's limit),
-# the flushes adding about a tenth. Why not less: probes of half a run each (2 folds: one run in
+# (`settings_from`): the most that keeps a diagnosis near 1.5 training runs (issue 35's limit;
+# with the flushes and evaluations 1.4-1.8 on the map, 1.5 on the rung). Why not less: probes of half a run each (2 folds: one run in
 # all, the recipe's epochs over each probe's half of the data) learnt the quickstart's `shapes`
 # trigger only partly (held-out agreement 0.57 on the found set), which placed that poison in
 # the medium row; at 0.75 of a run each it placed it in the high row
