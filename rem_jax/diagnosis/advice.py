@@ -112,6 +112,20 @@ def plausible_rates(rates, interval) -> list[float]:
   return [r for r in rates if low <= r <= high]
 
 
+def _ranked_on_average(cells, count: int) -> list[dict]:
+  """Each method's H×U averaged over its `cells` (the methods with all `count` of them; `sem`
+  the average's, from the cells' SEMs), best first."""
+  by_method = collections.defaultdict(list)
+  for c in cells:
+    by_method[c['method']].append(c)
+  return sorted(({'method': method,
+                  'healed_x_utility': float(np.mean([c['healed_x_utility'] for c in group])),
+                  'sem': float(np.sqrt(np.sum([c['sem'] ** 2 for c in group])) / len(group)),
+                  'seeds': min(c['seeds'] for c in group)}
+                 for method, group in by_method.items() if len(group) == count),
+                key=lambda c: -c['healed_x_utility'])
+
+
 def advise(summary: dict, task: str, discovery_rate: float | None, base: str = 'plain', *,
            interval=None) -> dict:
   """The method with the best mean H×U in the map's cell (task's row, nearest rate), and the
@@ -144,17 +158,8 @@ def advise(summary: dict, task: str, discovery_rate: float | None, base: str = '
     ranked = ranked_at(rate)
   else:
     rate = None
-    by_method = collections.defaultdict(list)
-    for c in cells:
-      if c['discovery_rate'] in plausible:
-        by_method[c['method']].append(c)
-    ranked = sorted(({'method': method, 'healed_x_utility': float(np.mean(
-                          [c['healed_x_utility'] for c in group])),
-                      'sem': float(np.sqrt(np.sum([c['sem'] ** 2 for c in group]))
-                                   / len(group)),
-                      'seeds': min(c['seeds'] for c in group)}
-                     for method, group in by_method.items() if len(group) == len(plausible)),
-                    key=lambda c: -c['healed_x_utility'])
+    ranked = _ranked_on_average([c for c in cells if c['discovery_rate'] in plausible],
+                                len(plausible))
   return {'task': task, 'row': regularity.ROWS[task], 'base': base, 'discovery_rate': rate,
           'best': _pick(ranked[0]), 'runner_up': _pick(ranked[1] if len(ranked) > 1 else None),
           'cell': [_pick(c) for c in ranked], 'plausible_rates': plausible,
@@ -164,16 +169,7 @@ def advise(summary: dict, task: str, discovery_rate: float | None, base: str = '
 def across_rows(advised: list[dict]) -> dict:
   """One ranking over several rows' `advise` outputs: each method's H×U averaged over the rows
   (methods every row ranks; `sem` that average's), the best choice if each row is as likely."""
-  by_method = collections.defaultdict(list)
-  for row in advised:
-    for c in row['cell']:
-      by_method[c['method']].append(c)
-  ranked = sorted(({'method': method,
-                    'healed_x_utility': float(np.mean([c['healed_x_utility'] for c in group])),
-                    'sem': float(np.sqrt(np.sum([c['sem'] ** 2 for c in group])) / len(group)),
-                    'seeds': min(c['seeds'] for c in group)}
-                   for method, group in by_method.items() if len(group) == len(advised)),
-                  key=lambda c: -c['healed_x_utility'])
+  ranked = _ranked_on_average([c for row in advised for c in row['cell']], len(advised))
   return {'best': _pick(ranked[0]), 'runner_up': _pick(ranked[1] if len(ranked) > 1 else None),
           'cell': [_pick(c) for c in ranked]}
 
