@@ -36,6 +36,9 @@ for index in "${!sweeps[@]}"; do
   fi
   for ids in "$workdir"/originals/*/corruption.json; do
     key=$(basename "$(dirname "$ids")")
+    # An original still training (a sweep stopped mid-run) has no train.json and no record yet:
+    # nothing to collect; the sweep resumes it from its own workdir.
+    [ -f "$workdir/originals/$key/train.json" ] || continue
     mkdir -p "$dest/originals/$key"
     cp "$ids" "$workdir/originals/$key/train.json" "$dest/originals/$key/"
     if [ "${KEEP_MODELS:-0}" = 1 ]; then
