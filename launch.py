@@ -28,9 +28,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rem_jax import compilation
 from rem_jax import distributed
 from rem_jax import experiments
-from rem_jax.data import sources
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Configuration file (configs/*.py).',
                                           lock_config=True)
@@ -108,9 +108,7 @@ def main(argv):
     _start_processes()
   except ValueError as error:
     _fail(str(error))
-  if not jax.config.jax_compilation_cache_dir:
-    # Re-runs and resumed runs skip XLA compilation (JAX_COMPILATION_CACHE_DIR overrides).
-    jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
+  compilation.use_persistent_cache()
   if (message := distributed.no_accelerator_message()) is not None:
     logging.warning(message)
   overrides = list(config_flags.get_override_values(flags.FLAGS['config']))

@@ -536,10 +536,10 @@ def order_line(rows) -> str:
 
 
 def regularity_scores(rows) -> dict[str, float]:
-  """Each task's mean score over its records (as `regularity.MEASURE`, NaN left out): the
-  references a diagnosis places a task by."""
+  """Each task's mean score over its records (read by `current`, NaN left out): the references
+  a diagnosis places a task by."""
   by_task = {}
-  for r in current(rows):
+  for r in rows:
     if r['regularity']['score'] == r['regularity']['score']:
       by_task.setdefault(r['task'], []).append(r['regularity']['score'])
   return {task: float(np.mean(values)) for task, values in by_task.items()}

@@ -58,14 +58,6 @@ SETTINGS = {
 CLEAN_FOUND = 125  # The clean setting's random "found" set: the quickstart's |D_f|.
 
 
-def _config(overrides: dict):
-  config = config_lib.cell_config()
-  for path, value in overrides.items():
-    if path != 'num_corrupted' or value:
-      config[path] = value
-  return config
-
-
 def _clean_original(config, mesh, workdir: pathlib.Path) -> cell.Prepared:
   """The quickstart's recipe on clean labels (no corruption record)."""
   splits = cell.load_splits(config)
@@ -85,8 +77,9 @@ def measure(name: str, workdir: pathlib.Path, mesh, probe_steps: int | None = No
   """Trains (or resumes) the setting's model, diagnoses it (`probe_steps`: None, the default)
   and scores the diagnosis."""
   overrides, rate = SETTINGS[name]
-  config = _config(overrides)
-  config.discovery_rate = rate
+  # The clean setting's num_corrupted 0 is not a cell field's value: it trains without one.
+  config = config_lib.cell_with(discovery_rate=rate, **{
+      path: value for path, value in overrides.items() if (path, value) != ('num_corrupted', 0)})
   folder = workdir / name
   if overrides.get('num_corrupted') == 0:
     prepared = _clean_original(config, mesh, folder)

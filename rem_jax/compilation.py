@@ -13,7 +13,10 @@ compile, but the lowering still happens. `CompileCounter` counts lowerings throu
 import collections
 import threading
 
+import jax
 from jax import monitoring
+
+from rem_jax.data import sources
 
 _LOWERING_EVENT = '/jax/core/compile/jaxpr_to_mlir_module_duration'
 _lock = threading.Lock()
@@ -52,3 +55,10 @@ class CompileCounter:
   def __exit__(self, *exc_info) -> None:
     with _lock:
       _active.remove(self)
+
+
+def use_persistent_cache() -> None:
+  """Keeps XLA's compiled programs in `<default_cache_dir>/xla` (unless a cache directory is set
+  already, e.g. by JAX_COMPILATION_CACHE_DIR), so re-runs and resumed runs skip compilation."""
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))

@@ -42,9 +42,9 @@ from absl import logging
 import jax
 import ml_collections
 
+from rem_jax import compilation
 from rem_jax import files
 from rem_jax import sharding
-from rem_jax.data import sources
 from rem_jax.experiments import cell as cell_module
 from rem_jax.experiments import concurrent
 from rem_jax.experiments import config_lib
@@ -90,8 +90,8 @@ def run_cells(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   """Runs the cells named `keys` that have no record yet; returns how many it ran."""
   grid = sweep.expand_grid(config)
   store = store_module.ResultStore(workdir / store_module.RESULTS_FILE)
-  finished = store.finished_cells()
-  cells = [c for c in grid if c.key in set(keys) and c.key not in finished]
+  wanted = set(keys) - store.finished_cells()
+  cells = [c for c in grid if c.key in wanted]
   logging.info('Cells task: %d of its %d cells have no record yet.', len(cells), len(keys))
   meshes = concurrent.cell_meshes(config.parallel_cells)
   sweep.run_cells(cells, sweep.Originals(workdir, sharding.make_mesh(), grid), meshes,
@@ -124,8 +124,7 @@ class Runner:
       # its memory up front (a variable the user set wins).
       os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
     logging.set_verbosity(logging.INFO)
-    if not jax.config.jax_compilation_cache_dir:  # As launch.py: re-runs skip compilation.
-      jax.config.update('jax_compilation_cache_dir', str(sources.default_cache_dir() / 'xla'))
+    compilation.use_persistent_cache()  # As launch.py: re-runs skip compilation.
     config, workdir = ml_collections.ConfigDict(self.config), pathlib.Path(self.workdir)
     logging.info('Task %s %s on %s (%s).', unit.phase, unit.original, jax.devices(),
                  records.scheduler_ids())
