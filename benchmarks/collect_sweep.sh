@@ -24,8 +24,12 @@ for workdir in "${sweeps[@]}"; do
   fi
   [ -f "$workdir/results.jsonl" ] || { echo "collect_sweep.sh: $workdir/results.jsonl: no such file" >&2; exit 1; }
 done
+# The settings DEST's claims.md compares (reports' --across, kept in DEST/across.json) outlive
+# the copy: the regenerated claims.md compares them again.
+across=$(cat "$dest/across.json" 2>/dev/null || true)
 rm -rf "$dest"
 mkdir -p "$dest"
+[ -z "$across" ] || printf '%s\n' "$across" > "$dest/across.json"
 for index in "${!sweeps[@]}"; do
   workdir=${sweeps[$index]}
   cat "$workdir/results.jsonl" >> "$dest/results.jsonl"

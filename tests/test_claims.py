@@ -213,8 +213,12 @@ def test_redirection_reads_the_iteration_rem_returned():
   assert evidence.startswith('high: shared mask 90.0 ± 0.0 vs drop mode 10.0 ± 0.0; ')
 
 
-def test_too_few_records_cannot_tell():
-  assert _verdicts([]) == [claims.UNCLEAR] * len(claims.CLAIMS)
+def test_no_records_is_not_run_and_too_few_cannot_tell():
+  # A setting that ran none of a rule's cells gives no verdict; the ETD rules see only the
+  # records that meet their preconditions, so they cannot tell a missing base from a failed one.
+  etd_rules = {claims.etd_by_regularity, claims.rem_etd_trade}
+  assert _verdicts([]) == [claims.UNCLEAR if check in etd_rules else claims.NOT_RUN
+                           for _, check, _ in claims.CLAIMS]
   one_seed = _records(PAPER_WORLD, seeds=(0,))
   # One seed has no spread: the SEM is 0 and the gaps decide.
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
@@ -277,6 +281,10 @@ def _table_rows(text):
     ((claims.FAILS, claims.UNCLEAR, claims.HOLDS), 'towards holding'),
     ((claims.HOLDS, claims.HOLDS, claims.UNCLEAR), 'away from holding'),
     ((claims.FAILS, claims.HOLDS, claims.UNCLEAR), 'both ways'),
+    # A setting that did not run the claim's cells is no step either way.
+    ((claims.FAILS, claims.NOT_RUN, claims.HOLDS), 'towards holding'),
+    ((claims.FAILS, claims.FAILS, claims.NOT_RUN), 'unchanged'),
+    ((claims.HOLDS, claims.NOT_RUN), 'not compared'),
 ])
 def test_movement_reads_the_verdicts_in_the_settings_order(verdicts, expected):
   assert claims.movement(verdicts) == expected
@@ -285,8 +293,8 @@ def test_movement_reads_the_verdicts_in_the_settings_order(verdicts, expected):
 def test_across_settings_each_claim_has_its_verdict_per_setting_and_its_movement():
   # The Potion claim fails at the first setting (Potion heals the random swap), holds at the
   # second (the paper's world).
-  settings = [('10 % budget', _records(_turned(potion__random_label_swap=(0.8, 0.8)))),
-              ('proportions', _records(PAPER_WORLD))]
+  settings = [('10 % budget', _records(_turned(potion__random_label_swap=(0.8, 0.8))), None),
+              ('proportions', _records(PAPER_WORLD), None)]
   lines = claims.across_markdown(settings).splitlines()
   assert lines[0] == '| claim | 10 % budget | proportions | moves |'
   potion_row, = [line for line in lines if line.startswith('| Potion')]
@@ -296,7 +304,7 @@ def test_across_settings_each_claim_has_its_verdict_per_setting_and_its_movement
   # Every row: each setting's verdict and evidence as its own claims table gives them.
   assert len(lines) == 2 + len(claims.CLAIMS)
   for line, (claim, check, _) in zip(lines[2:], claims.CLAIMS):
-    results = [check(records) for _, records in settings]
+    results = [check(records) for _, records, _ in settings]
     assert line.startswith(f'| {claim} | ')
     for evidence, verdict in results:
       assert f'**{verdict}**: {evidence}' in line

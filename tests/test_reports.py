@@ -14,6 +14,9 @@ from rem_jax import methods
 from rem_jax.experiments import records as records_lib
 from rem_jax.experiments import reports, selection, store
 
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_COMMITTED = _ROOT / 'benchmarks' / 'results'
+
 
 def _record(method, healed, utility, *, task='poison_trigger', rate=0.5, seed=0, base='plain',
             variant=None, learned=0.9, original_utility=0.8, wall=10.0, train=100.0,
@@ -312,7 +315,6 @@ def test_write_reports_writes_every_file_from_the_records(tmp_path):
   assert (tmp_path / 'reports' / 'heatmaps.png').read_bytes()[:4] == b'\x89PNG'
 
 
-
 def test_claims_md_compares_the_settings_given_across_each_through_its_preconditions(tmp_path):
   tasks = ('poison_trigger', 'random_label_swap')
   records = [_record(m, h, 0.9, task=t) for m, h in (('rem', 0.8), ('retrain', 0.3))
@@ -325,9 +327,45 @@ def test_claims_md_compares_the_settings_given_across_each_through_its_precondit
   section = text[text.index('## Across settings'):]
   assert '| claim | first | second | moves |' in section
   highest = next(l for l in section.splitlines() if l.startswith('| REM has the highest'))
-  assert '**cannot tell**: plain: no records' in highest  # No REM run passed in `second`.
+  # `second` ran REM, but no REM run passed its preconditions: that cannot tell, not "not run".
+  assert ('**cannot tell**: no REM records on either base that meet their preconditions'
+          in highest)
   reports.write_reports(records, tmp_path / 'plain')
   assert '## Across settings' not in (tmp_path / 'plain' / 'claims.md').read_text()
+
+
+def test_the_reports_command_keeps_the_settings_it_compared_and_reuses_them(tmp_path):
+  # `--across` once; a later run into the same outdir without it (collect_sweep.sh) compares the
+  # same settings, read through across.json's paths relative to the outdir.
+  results = tmp_path / 'sweep' / 'results.jsonl'
+  other = tmp_path / 'other' / 'results.jsonl'
+  tasks = ('poison_trigger', 'random_label_swap')
+  for path in (results, other):
+    path.parent.mkdir()
+    path.write_text(''.join(json.dumps(_record('rem', 0.8, 0.9, task=t)) + '\n' for t in tasks))
+  outdir = tmp_path / 'out'
+
+  def run(*flags):
+    return subprocess.run([sys.executable, '-m', 'rem_jax.experiments.reports',
+                           f'--results={results}', f'--outdir={outdir}', *flags],
+                          capture_output=True, text=True, cwd=_ROOT)
+
+  assert run(f'--across=first={other},second={results}').returncode == 0
+  assert json.loads((outdir / reports.ACROSS_FILE).read_text()) == {
+      'first': '../other/results.jsonl', 'second': '../sweep/results.jsonl'}
+  first = (outdir / 'claims.md').read_text()
+  (outdir / 'claims.md').unlink()
+  assert run().returncode == 0
+  assert (outdir / 'claims.md').read_text() == first
+  assert '| claim | first | second | moves |' in first
+  # A setting that has gone, or a broken file: one line naming the file, before any work.
+  other.unlink()
+  result = run()
+  assert result.returncode == 1 and result.stderr.count('\n') == 1
+  assert f'{outdir / reports.ACROSS_FILE}: ' in result.stderr and 'first=' in result.stderr
+  (outdir / reports.ACROSS_FILE).write_text('[1, 2]')
+  result = run()
+  assert result.returncode == 1 and 'must be a JSON object' in result.stderr
 
 
 def test_across_settings_are_label_equals_an_existing_results_file(tmp_path):
@@ -339,15 +377,15 @@ def test_across_settings_are_label_equals_an_existing_results_file(tmp_path):
       reports.parse_across([bad])
 
 
-_COMMITTED = pathlib.Path(__file__).resolve().parent.parent / 'benchmarks' / 'results'
-
-
 @pytest.mark.parametrize('name', sorted(p.parent.name for p in _COMMITTED.glob('*/results.jsonl')))
 def test_every_committed_sweeps_tables_regenerate_from_its_records(tmp_path, name):
   committed = _COMMITTED / name
   records = store.ResultStore(committed / 'results.jsonl').read()
   assert records, f'benchmarks/results/{name}/results.jsonl holds no records'
-  reports.write_reports(records, tmp_path)
+  # The settings its claims.md compares, as `reports` reuses them (its across.json).
+  across = [(label, store.ResultStore(path).read())
+            for label, path in reports.read_across(committed)]
+  reports.write_reports(records, tmp_path, across=across)
   for table in ('table.md', 'preconditions.md', 'costs.md', 'table_tuned.md', 'claims.md'):
     if (tmp_path / table).exists() or (committed / table).exists():
       assert (tmp_path / table).read_text() == (committed / table).read_text(), table

@@ -3,7 +3,8 @@
 `claims_markdown(records)` writes one row per claim: the evidence (H×U and friends in percent,
 mean ± SEM over seeds, from the records of each method at its defaults) and a verdict by the
 rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the gap lies within
-the SEMs, or the records lack the cells the claim needs). A verdict is where to look, not the
+the SEMs, or the records lack some cells the claim needs, or its runs missed their
+preconditions), and **not run** where the records hold none of the claim's cells. A verdict is where to look, not the
 last word: a claim that does not hold deserves a look at its cells. Below the verdicts, a
 table of those cells (`cells_markdown`): for the methods the claims name, per task and rate,
 what each run did to the found set, the corrupted set and the rest, beside No UL and REM; and,
@@ -26,6 +27,9 @@ from rem_jax.experiments import selection
 from rem_jax.methods import rem
 
 HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
+# A setting that ran none of the cells a rule reads (e.g. the rung, which runs only the cells of
+# the claims in doubt): no evidence either way, and no step in the claim's movement.
+NOT_RUN = 'not run'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
 REGULARITY = regularity_lib.ROWS  # Each task's row of the map.
 NO_ETD = 'no ETD-base records that meet their preconditions'
@@ -99,6 +103,8 @@ def highest_pooled(records) -> tuple[str, str]:
   """REM against the best other method on each base; a base without records cannot tell, as
   the claim is about both."""
   parts, verdicts = [], []
+  if not any(_defaults(records, base, rem) for base, rem in (('plain', 'rem'), ('etd', 'rem_etd'))):
+    return 'no REM records on either base', NOT_RUN
   for base, rem, others in (('plain', 'rem', None), ('etd', 'rem_etd', ('etd',))):
     rivals = [m for m in (others or _baselines(records, base)) if _defaults(records, base, m)]
     if not _defaults(records, base, rem) or not rivals:
@@ -123,7 +129,7 @@ def untuned_lead(records) -> tuple[str, str]:
   rem_runs = [r for r in _defaults(records, 'plain', 'rem') if r['seed'] in seeds]
   ours = _mean_sem([r['after']['healed_x_utility'] for r in rem_runs])
   if not rivals or math.isnan(ours[0]):
-    return 'no tuning grid (configs/cpu_map.py:tuned)', UNCLEAR
+    return 'no tuning grid (configs/cpu_map.py:tuned)', NOT_RUN
   best = max(rivals, key=lambda m: rivals[m][0])
   return (f'seeds {seeds}: rem at its defaults {_show(ours)} at {_compute(rem_runs)}, best '
           f'other tuned per cell {best} {_show(rivals[best])} at '
@@ -138,7 +144,7 @@ def no_collapse(records) -> tuple[str, str]:
       cell = min(cells, key=lambda c: cells[c][0])
       worst[method] = (cell, cells[cell])
   if 'rem' not in worst:
-    return 'no REM records', UNCLEAR
+    return 'no REM records', NOT_RUN
   rem_cell, rem_value = worst['rem']
   others = {m: w for m, w in worst.items() if m not in ('rem', 'no_ul')}
   evidence = f'REM\'s worst cell, {_at(rem_cell)}: {_show(rem_value)}; ' + ', '.join(
@@ -166,14 +172,16 @@ def partial_discovery(records) -> tuple[str, str]:
     parts.append(f'{method}: ' + ', '.join(
         f'{REGULARITY[t]} {_show(part)} partial vs {_show(full)} at 1.0'
         for t, (full, part) in rates.items()) + f' (largest drop: {REGULARITY[most]})')
-  return '; '.join(parts) or 'no records', combine(verdicts)
+  if not parts:
+    return 'no records of ' + ', '.join(PARTIAL_DISCOVERY_METHODS), NOT_RUN
+  return '; '.join(parts), combine(verdicts)
 
 
 def potion(records) -> tuple[str, str]:
   cells = _cells(records, 'plain', 'potion')
   rates = sorted({rate for _, rate in cells})
   if not rates:
-    return 'no Potion records', UNCLEAR
+    return 'no Potion records', NOT_RUN
   low = ('poison_trigger', rates[0])
   rivals = [c[low] for m in ['rem'] + _baselines(records, 'plain') if m != 'potion'
             for c in [_cells(records, 'plain', m)] if low in c]
@@ -233,7 +241,7 @@ def redirection(records) -> tuple[str, str]:
     drop = _mean_sem([it['corrupted_accuracy_drop'] for it in returned])
     parts.append(f'{regularity}: shared mask {_show(shared)} vs drop mode {_show(drop)}')
     verdicts.append(compare(shared, drop))
-  return '; '.join(parts) or 'no REM dynamics', combine(verdicts)
+  return ('; '.join(parts), combine(verdicts)) if parts else ('no REM dynamics', NOT_RUN)
 
 
 def _seed0_runs(records) -> dict[tuple, dict[str, dict]]:
@@ -266,7 +274,7 @@ def ablations(records) -> tuple[str, str]:
                    f'where REM wins (mean gap {100 * np.mean(gaps):.1f})')
       verdicts.append(HOLDS if all(g > 0 for g in gaps) else
                       FAILS if np.mean(gaps) < 0 else UNCLEAR)
-  return '; '.join(parts) or 'no ablation records', combine(verdicts)
+  return ('; '.join(parts), combine(verdicts)) if parts else ('no ablation records', NOT_RUN)
 
 
 CLAIMS = (
@@ -382,11 +390,23 @@ def clean_model_rate_markdown(records: Sequence[dict]) -> str:
           'below it.\n')
 
 
-def claims_markdown(records: Sequence[dict]) -> str:
+def judge(check, records: Sequence[dict], ran: Sequence[dict] | None = None) -> tuple[str, str]:
+  """`check`'s (evidence, verdict) on `records`, those that meet their preconditions. Where
+  they hold none of its cells but `ran` (every completed run) does, the runs missed their
+  preconditions: that cannot tell, it is not "not run"."""
+  evidence, verdict = check(records)
+  if verdict == NOT_RUN and ran is not None and check(ran)[1] != NOT_RUN:
+    return f'{evidence} that meet their preconditions', UNCLEAR
+  return evidence, verdict
+
+
+def claims_markdown(records: Sequence[dict], ran: Sequence[dict] | None = None) -> str:
+  """claims.md from `records`, those that meet their preconditions, and `ran`, every completed
+  run (see `judge`; None: `records` are all that ran)."""
   lines = ['| claim | CPU evidence (%, mean ± SEM over seeds) | rule | verdict |',
            '|---|---|---|---|']
   for claim, check, rule in CLAIMS:
-    evidence, verdict = check(records)
+    evidence, verdict = judge(check, records, ran)
     lines.append(f'| {claim} | {evidence} | {rule} | **{verdict}** |')
   return ('\n'.join(lines) + '\n\n## The cells behind the verdicts\n\n'
           'Plain base, each method at its defaults; mean over the seeds, in %. Acc(D_f) and '
@@ -408,7 +428,11 @@ _STANDING = {FAILS: 0, UNCLEAR: 1, HOLDS: 2}
 
 def movement(verdicts: Sequence[str]) -> str:
   """Which way a claim's verdict moves across settings, in their order: 'unchanged', 'towards
-  holding', 'away from holding', or 'both ways' (e.g. fails, holds, fails)."""
+  holding', 'away from holding', or 'both ways' (e.g. fails, holds, fails). Settings that did
+  not run the claim's cells are skipped; with fewer than two left, 'not compared'."""
+  verdicts = [v for v in verdicts if v != NOT_RUN]
+  if len(verdicts) < 2:
+    return 'not compared'
   steps = {(_STANDING[b] > _STANDING[a]) - (_STANDING[b] < _STANDING[a])
            for a, b in zip(verdicts, verdicts[1:])} - {0}
   if not steps:
@@ -418,20 +442,20 @@ def movement(verdicts: Sequence[str]) -> str:
   return 'away from holding' if steps == {-1} else 'both ways'
 
 
-def across_markdown(settings: Sequence[tuple[str, Sequence[dict]]]) -> str:
+def across_markdown(settings: Sequence[tuple[str, Sequence[dict], Sequence[dict] | None]]) -> str:
   """Every claim's verdict and evidence in each setting (e.g. the CPU map at the 10 % budget,
   in the paper's proportions, one rung up the scale), and which way it moves between them:
   whether a claim's fate is the method's or the scale's.
 
   Args:
-    settings: (label, records) in the order to read them, each setting's records as
-      `claims_markdown` takes them (those that meet their preconditions).
+    settings: (label, records, ran) in the order to read them, each setting's records and
+      completed runs as `claims_markdown` takes them.
   """
-  labels = [label for label, _ in settings]
+  labels = [label for label, _, _ in settings]
   lines = ['| claim | ' + ' | '.join(labels) + ' | moves |',
            '|---|' + '---|' * len(labels) + '---|']
   for claim, check, _ in CLAIMS:
-    results = [check(records) for _, records in settings]
+    results = [judge(check, records, ran) for _, records, ran in settings]
     cells = [f'**{verdict}**: {evidence}' for evidence, verdict in results]
     lines.append(f'| {claim} | ' + ' | '.join(cells)
                  + f' | {movement([verdict for _, verdict in results])} |')

@@ -43,7 +43,9 @@ import collections
 import csv
 import dataclasses
 import io
+import json
 import math
+import os
 import pathlib
 import sys
 from collections.abc import Iterable, Sequence
@@ -575,7 +577,8 @@ def write_reports(records: Sequence[dict], outdir, thresholds: Thresholds = Thre
       text('table_best.csv', table_csv(best, ORACLE))
       text('table_best.tex', table_latex(best, ORACLE))
     if len({r['task'] for r in kept}) > 1:  # The claims are about the task space.
-      text('claims.md', claims.claims_markdown(kept) + across_markdown(across, thresholds))
+      text('claims.md', claims.claims_markdown(kept, records)
+           + across_markdown(across, thresholds))
     costs = cost_rows(kept)
     text('costs.md', costs_markdown(costs)
          + (total_compute_markdown(total_compute(table.runs), of='table (a)')
@@ -592,10 +595,38 @@ def across_markdown(across: Sequence[tuple[str, Sequence[dict]]],
   """claims.md's section comparing settings (empty without `across`)."""
   if not across:
     return ''
-  kept = [(label, passing(completed(records), thresholds)) for label, records in across]
+  kept = [(label, passing(ran, thresholds), ran) for label, records in across
+          for ran in [completed(records)]]
   return ('\n## Across settings\n\nEach claim\'s verdict and evidence in each setting, by '
           'the rules above, and which way it moves from the first to the last.\n\n'
           + claims.across_markdown(kept))
+
+
+# The settings an outdir's claims.md compares, written where `--across` is given, so that a later
+# regeneration of the same outdir (benchmarks/collect_sweep.sh, the committed reports' test)
+# compares the same ones: {label: results.jsonl relative to the outdir}, in order.
+ACROSS_FILE = 'across.json'
+
+
+def read_across(outdir) -> list[tuple[str, pathlib.Path]]:
+  """(label, path) of the settings `outdir`'s claims.md compares; [] without its across.json."""
+  path = pathlib.Path(outdir) / ACROSS_FILE
+  if not path.is_file():
+    return []
+  try:
+    settings = json.loads(path.read_text())
+  except json.JSONDecodeError as error:
+    raise ValueError(f'not JSON ({error}).') from error
+  if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+    raise ValueError('must be a JSON object {label: results.jsonl relative to it}.')
+  return [(label, path.parent / relative) for label, relative in settings.items()]
+
+
+def write_across(outdir, settings: Sequence[tuple[str, pathlib.Path]]) -> None:
+  outdir = pathlib.Path(outdir)
+  relative = {label: os.path.relpath(path, outdir) for label, path in settings}
+  files.write_atomic(outdir / ACROSS_FILE,
+                     lambda f: f.write((json.dumps(relative, indent=1) + '\n').encode('utf-8')))
 
 
 def parse_across(values: Sequence[str]) -> list[tuple[str, pathlib.Path]]:
@@ -616,7 +647,8 @@ def _define_flags():
   flags.DEFINE_string('outdir', None, 'Where the reports go (default: beside the results).')
   flags.DEFINE_list('across', [], 'Settings to compare the claims across, LABEL=results.jsonl '
                     "each, in the order to read them (e.g. '10 % budget=benchmarks/results/"
-                    "cpu_map/results.jsonl,proportions=...'): claims.md adds a table.")
+                    "cpu_map/results.jsonl,proportions=...'): claims.md adds a table. Kept in "
+                    f'the outdir\'s {ACROSS_FILE}, which later runs without --across reuse.')
   flags.DEFINE_float('utility_floor', Thresholds.utility_floor,
                      'Minimum test accuracy of an original model.')
   flags.DEFINE_float('poison_floor', Thresholds.poison_floor,
@@ -634,15 +666,21 @@ def main(argv):
     print(f'reports: error: --results must name existing results.jsonl files, comma-separated '
           f'(not found: {missing or values.results}).', file=sys.stderr)
     sys.exit(1)
+  outdir = pathlib.Path(values.outdir) if values.outdir else paths[0].parent / 'reports'
   try:
-    settings = parse_across(values.across)
+    settings = parse_across(values.across) if values.across else read_across(outdir)
+    if not values.across:
+      parse_across([f'{label}={path}' for label, path in settings])  # Each still exists.
   except ValueError as error:
-    print(f'reports: error: {error}', file=sys.stderr)
+    source = '' if values.across else f'{outdir / ACROSS_FILE}: '
+    print(f'reports: error: {source}{error}', file=sys.stderr)
     sys.exit(1)
   records = [r for path in paths for r in store.ResultStore(path).read()]
   across = [(label, store.ResultStore(path).read()) for label, path in settings]
   thresholds = Thresholds(values.utility_floor, values.poison_floor, values.memorised_floor)
-  outdir = pathlib.Path(values.outdir) if values.outdir else paths[0].parent / 'reports'
+  if values.across:
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_across(outdir, settings)
   for path in write_reports(records, outdir, thresholds, across):
     print(path)
   print(summary_table(records, thresholds))
