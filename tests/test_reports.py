@@ -226,8 +226,18 @@ def test_costs_are_relative_to_training():
   rows = reports.cost_rows([_record('rem', 0.5, 1.0, wall=10.0, train=100.0),
                             _record('rem', 0.5, 1.0, wall=30.0, train=100.0, seed=1)])
   assert rows[0]['percent_of_training'] == pytest.approx(20.0)
+  assert rows[0]['median_percent_of_training'] == pytest.approx(20.0)
   assert rows[0]['percent_without_evaluation'] == pytest.approx(10.0)
   assert rows[0]['paper_percent'] == 10.7
+
+
+def test_the_median_cost_is_not_moved_by_one_run_held_up():
+  # Three runs at 10 % of training and one held paused for 50 minutes (3,000 s of wall time).
+  rows = reports.cost_rows([_record('rem', 0.5, 1.0, wall=10.0, seed=seed) for seed in range(3)]
+                           + [_record('rem', 0.5, 1.0, wall=3010.0, seed=3)])
+  assert rows[0]['percent_of_training'] == pytest.approx(760.0)
+  assert rows[0]['median_percent_of_training'] == pytest.approx(10.0)
+  assert '| 4 | 760.0 | 760.0 | 10.0 |' in reports.costs_markdown(rows)
 
 
 def test_total_compute_counts_each_training_run_once():

@@ -309,8 +309,9 @@ def device_seconds(record: dict, seconds: float | None = None) -> float:
 
 
 def cost_rows(records: Sequence[dict]) -> list[dict]:
-  """Per (base, variant): mean unlearning wall time, its percent of the training run, and the
-  device-hours of all its runs."""
+  """Per (base, variant): mean unlearning wall time, its percent of the training run (the mean,
+  and the median, which a few runs slowed by other work on the machine or held paused do not
+  move), and the device-hours of all its runs."""
   groups = by_method(records)
   rows = []
   for (base, variant), group in groups.items():
@@ -325,18 +326,21 @@ def cost_rows(records: Sequence[dict]) -> list[dict]:
                  'wall_time_s': float(np.mean(seconds)),
                  'device_hours': sum(map(device_seconds, group)) / 3600,
                  'percent_of_training': float(np.mean(percents)),
+                 'median_percent_of_training': float(np.median(percents)),
                  'percent_without_evaluation': float(np.mean(percents_no_eval)),
                  'paper_percent': PAPER_COST_PERCENT.get(group[0]['method'])})
   return sorted(rows, key=lambda row: -row['percent_of_training'])
 
 
 def costs_markdown(rows: Sequence[dict]) -> str:
-  lines = ['| base | method | runs | wall s | % of training | % without evaluations | '
-           'paper A.8 % | device-h |', '|---|---|---|---|---|---|---|---|']
+  lines = ['| base | method | runs | wall s | % of training | median % of training | '
+           '% without evaluations | paper A.8 % | device-h |',
+           '|---|---|---|---|---|---|---|---|---|']
   for row in rows:
     paper = '' if row['paper_percent'] is None else f'{row["paper_percent"]:.1f}'
     lines.append(f'| {row["base"]} | {row["method"]} | {row["runs"]} | '
                  f'{row["wall_time_s"]:.1f} | {row["percent_of_training"]:.1f} | '
+                 f'{row["median_percent_of_training"]:.1f} | '
                  f'{row["percent_without_evaluation"]:.1f} | {paper} | '
                  f'{row["device_hours"]:.2f} |')
   return '\n'.join(lines) + '\n'
@@ -376,7 +380,8 @@ def total_compute_markdown(total: dict, of: str = '') -> str:
 def costs_csv(rows: Sequence[dict]) -> str:
   out = io.StringIO()
   fields = ['base', 'method', 'runs', 'wall_time_s', 'percent_of_training',
-            'percent_without_evaluation', 'paper_percent', 'device_hours']
+            'median_percent_of_training', 'percent_without_evaluation', 'paper_percent',
+            'device_hours']
   writer = csv.DictWriter(out, fields, lineterminator='\n')
   writer.writeheader()
   writer.writerows(rows)
