@@ -311,6 +311,37 @@ def test_across_settings_each_claim_has_its_verdict_per_setting_and_its_movement
     assert line.endswith(f'| {claims.movement([v for _, v in results])} |')
 
 
+def test_a_one_seed_cell_borrows_its_noise_or_cannot_tell():
+  # Retrain, CF and SCRUB on seed 0 alone: the gaps between rates (20-70 points) decide only
+  # against a known seed-to-seed spread.
+  one_seed = _records(PAPER_WORLD, seeds=(0,))
+  evidence, verdict = claims.partial_discovery(one_seed)
+  assert verdict == claims.UNCLEAR and 'high 9.5 ± ? partial vs 79.5 ± ? at 1.0' in evidence
+  # Two seeds 1 point apart (the records' jitter): a spread of 0.71 points in every cell.
+  spread = claims.seed_spread(_records(PAPER_WORLD))
+  assert spread[('plain', 'retrain', 'poison_trigger', 0.2)] == pytest.approx(100 * 0.01 / 2**0.5)
+  assert claims.partial_discovery(one_seed, spread=spread)[1] == claims.HOLDS
+  # A spread as wide as the gaps: the same means cannot tell.
+  wide = {cell: 50.0 for cell in spread}
+  assert claims.partial_discovery(one_seed, spread=wide)[1] == claims.UNCLEAR
+
+
+def test_across_settings_a_one_seed_setting_borrows_the_noise_of_the_one_before():
+  one_seed = _records(PAPER_WORLD, seeds=(0,))
+  rows = {}
+  for order in (('proportions', 'rung'), ('rung', 'proportions')):
+    data = {'proportions': _records(PAPER_WORLD), 'rung': one_seed}
+    lines = claims.across_markdown([(label, data[label], None) for label in order]).splitlines()
+    rows[order] = next(line for line in lines if line.startswith('| Retrain, CF and SCRUB'))
+  # After the two-seed setting the rung's cells carry its spread, and the claim holds there.
+  assert rows[('proportions', 'rung')].count('**holds**') == 2
+  assert '± ?' not in rows[('proportions', 'rung')]
+  # First, it has none to borrow: cannot tell.
+  assert rows[('rung', 'proportions')].startswith(
+      '| Retrain, CF and SCRUB fail at partial discovery, most at high regularity | '
+      '**cannot tell**: retrain: high 9.5 ± ? partial')
+
+
 def test_the_clean_models_rate_on_d_c_is_retrains_at_full_discovery():
   records = [{'base': 'plain', 'method': 'retrain', 'variant': 'retrain', 'task': task,
               'discovery_rate': rate, 'seed': seed,

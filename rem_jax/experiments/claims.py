@@ -4,7 +4,9 @@
 mean ± SEM over seeds, from the records of each method at its defaults) and a verdict by the
 rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the gap lies within
 the SEMs, or the records lack some cells the claim needs, or its runs missed their
-preconditions), and **not run** where the records hold none of the claim's cells. A verdict is where to look, not the
+preconditions), and **not run** where the records hold none of the claim's cells. A cell run
+on one seed has no SEM of its own ("± ?", so the comparisons that need it cannot tell) unless
+another setting lends its seed-to-seed spread (`seed_spread`, as `across_markdown` does). A verdict is where to look, not the
 last word: a claim that does not hold deserves a look at its cells. Below the verdicts, a
 table of those cells (`cells_markdown`): for the methods the claims name, per task and rate,
 what each run did to the found set, the corrupted set and the rest, beside No UL and REM; and,
@@ -16,6 +18,7 @@ need `configs/cpu_map.py:etd`, the tuning claim `:tuned` (table (b), chosen by
 """
 
 import collections
+import functools
 import math
 from collections.abc import Sequence
 
@@ -57,17 +60,43 @@ def _compute(runs) -> str:
   return f'{np.mean([records_lib.percent_of_training(r) for r in runs]):.1f} % of training'
 
 
-def _cells(records, base, method) -> dict[tuple, tuple[float, float]]:
-  """{(task, rate): (mean, SEM) of H×U over seeds}."""
+def _cell_groups(records, base, method) -> dict[tuple, list[float]]:
+  """{(task, rate): H×U of each seed}, sorted."""
   groups = collections.defaultdict(list)
   for r in _defaults(records, base, method):
     groups[(r['task'], r['discovery_rate'])].append(r['after']['healed_x_utility'])
-  return {cell: _mean_sem(values) for cell, values in sorted(groups.items())}
+  return dict(sorted(groups.items()))
+
+
+def _cells(records, base, method, spread=None) -> dict[tuple, tuple[float, float]]:
+  """{(task, rate): (mean, SEM) of H×U over seeds}. One seed has no spread of its own: its SEM is
+  the seed-to-seed standard deviation `spread` gives for the cell (`seed_spread` of another
+  setting), else unknown (NaN), and the comparisons that need it cannot tell."""
+  cells = {}
+  for cell, values in _cell_groups(records, base, method).items():
+    mean, sem = _mean_sem(values)
+    if len(values) == 1:
+      sem = (spread or {}).get((base, method, *cell), math.nan)
+    cells[cell] = mean, sem
+  return cells
+
+
+def seed_spread(records) -> dict[tuple, float]:
+  """{(base, method, task, rate): standard deviation of H×U over seeds, in %} of every cell run
+  at its defaults on two seeds or more: the noise a one-seed setting borrows (`_cells`)."""
+  spread = {}
+  for base, method in {(r['base'], r['method']) for r in records if r['variant'] == r['method']}:
+    for cell, values in _cell_groups(records, base, method).items():
+      if len(values) > 1:
+        spread[(base, method, *cell)] = float(100 * np.std(values, ddof=1))
+  return spread
 
 
 def _show(value) -> str:
   mean, sem = value
-  return 'n/a' if math.isnan(mean) else f'{mean:.1f} ± {sem:.1f}'
+  if math.isnan(mean):
+    return 'n/a'
+  return f'{mean:.1f} ± ?' if math.isnan(sem) else f'{mean:.1f} ± {sem:.1f}'
 
 
 def compare(a, b) -> str:
@@ -136,10 +165,10 @@ def untuned_lead(records) -> tuple[str, str]:
           f'{_compute(_defaults(tuned, "plain", best))}', compare(ours, rivals[best]))
 
 
-def no_collapse(records) -> tuple[str, str]:
+def no_collapse(records, spread=None) -> tuple[str, str]:
   worst = {}
   for method in ['rem'] + _baselines(records, 'plain'):
-    cells = _cells(records, 'plain', method)
+    cells = _cells(records, 'plain', method, spread)
     if cells:
       cell = min(cells, key=lambda c: cells[c][0])
       worst[method] = (cell, cells[cell])
@@ -154,10 +183,10 @@ def no_collapse(records) -> tuple[str, str]:
   return evidence, HOLDS if all(rem_value[0] >= v[0] for _, v in others.values()) else UNCLEAR
 
 
-def partial_discovery(records) -> tuple[str, str]:
+def partial_discovery(records, spread=None) -> tuple[str, str]:
   parts, verdicts = [], []
   for method in PARTIAL_DISCOVERY_METHODS:
-    cells = _cells(records, 'plain', method)
+    cells = _cells(records, 'plain', method, spread)
     rates = {}  # task -> (H×U at rate 1.0, mean H×U and SEM over the partial rates)
     for task in REGULARITY:
       full = cells.get((task, 1.0))
@@ -177,14 +206,14 @@ def partial_discovery(records) -> tuple[str, str]:
   return '; '.join(parts), combine(verdicts)
 
 
-def potion(records) -> tuple[str, str]:
-  cells = _cells(records, 'plain', 'potion')
+def potion(records, spread=None) -> tuple[str, str]:
+  cells = _cells(records, 'plain', 'potion', spread)
   rates = sorted({rate for _, rate in cells})
   if not rates:
     return 'no Potion records', NOT_RUN
   low = ('poison_trigger', rates[0])
   rivals = [c[low] for m in ['rem'] + _baselines(records, 'plain') if m != 'potion'
-            for c in [_cells(records, 'plain', m)] if low in c]
+            for c in [_cells(records, 'plain', m, spread)] if low in c]
   median = (float(np.median([v[0] for v in rivals])), 0.0)
   swap = _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'plain', 'potion')
                     if r['task'] == 'random_label_swap'])
@@ -276,6 +305,9 @@ def ablations(records) -> tuple[str, str]:
                       FAILS if np.mean(gaps) < 0 else UNCLEAR)
   return ('; '.join(parts), combine(verdicts)) if parts else ('no ablation records', NOT_RUN)
 
+
+# The rules that compare cells (mean over seeds), so need each cell's noise: see `_cells`.
+_CELL_RULES = (no_collapse, partial_discovery, potion)
 
 CLAIMS = (
     ('REM has the highest pooled H×U on both bases, without per-region tuning', highest_pooled,
@@ -390,23 +422,28 @@ def clean_model_rate_markdown(records: Sequence[dict]) -> str:
           'below it.\n')
 
 
-def judge(check, records: Sequence[dict], ran: Sequence[dict] | None = None) -> tuple[str, str]:
+def judge(check, records: Sequence[dict], ran: Sequence[dict] | None = None,
+          spread: dict | None = None) -> tuple[str, str]:
   """`check`'s (evidence, verdict) on `records`, those that meet their preconditions. Where
   they hold none of its cells but `ran` (every completed run) does, the runs missed their
-  preconditions: that cannot tell, it is not "not run"."""
+  preconditions: that cannot tell, it is not "not run". `spread`: the seed-to-seed noise of
+  one-seed cells (`seed_spread`), for the rules that compare cells."""
+  if check in _CELL_RULES:
+    check = functools.partial(check, spread=spread)
   evidence, verdict = check(records)
   if verdict == NOT_RUN and ran is not None and check(ran)[1] != NOT_RUN:
     return f'{evidence} that meet their preconditions', UNCLEAR
   return evidence, verdict
 
 
-def claims_markdown(records: Sequence[dict], ran: Sequence[dict] | None = None) -> str:
+def claims_markdown(records: Sequence[dict], ran: Sequence[dict] | None = None,
+                    spread: dict | None = None) -> str:
   """claims.md from `records`, those that meet their preconditions, and `ran`, every completed
   run (see `judge`; None: `records` are all that ran)."""
   lines = ['| claim | CPU evidence (%, mean ± SEM over seeds) | rule | verdict |',
            '|---|---|---|---|']
   for claim, check, rule in CLAIMS:
-    evidence, verdict = judge(check, records, ran)
+    evidence, verdict = judge(check, records, ran, spread)
     lines.append(f'| {claim} | {evidence} | {rule} | **{verdict}** |')
   return ('\n'.join(lines) + '\n\n## The cells behind the verdicts\n\n'
           'Plain base, each method at its defaults; mean over the seeds, in %. Acc(D_f) and '
@@ -449,13 +486,21 @@ def across_markdown(settings: Sequence[tuple[str, Sequence[dict], Sequence[dict]
 
   Args:
     settings: (label, records, ran) in the order to read them, each setting's records and
-      completed runs as `claims_markdown` takes them.
+      completed runs as `claims_markdown` takes them. A setting run on one seed (the rung)
+      borrows each cell's seed-to-seed noise from the nearest setting before it that ran two
+      seeds or more (`seed_spread`).
   """
   labels = [label for label, _, _ in settings]
+  spreads, borrowed = [], {}
+  for _, records, _ in settings:
+    spreads.append(borrowed if len({r['seed'] for r in records}) == 1 else None)
+    if len({r['seed'] for r in records}) > 1:
+      borrowed = seed_spread(records)
   lines = ['| claim | ' + ' | '.join(labels) + ' | moves |',
            '|---|' + '---|' * len(labels) + '---|']
   for claim, check, _ in CLAIMS:
-    results = [judge(check, records, ran) for _, records, ran in settings]
+    results = [judge(check, records, ran, spread)
+               for (_, records, ran), spread in zip(settings, spreads)]
     cells = [f'**{verdict}**: {evidence}' for evidence, verdict in results]
     lines.append(f'| {claim} | ' + ' | '.join(cells)
                  + f' | {movement([verdict for _, verdict in results])} |')

@@ -603,7 +603,10 @@ def across_markdown(across: Sequence[tuple[str, Sequence[dict]]],
   kept = [(label, passing(ran, thresholds), ran) for label, records in across
           for ran in [completed(records)]]
   return ('\n## Across settings\n\nEach claim\'s verdict and evidence in each setting, by '
-          'the rules above, and which way it moves from the first to the last.\n\n'
+          'the rules above, and which way it moves from the first to the last (settings that '
+          'ran none of its cells left out). A setting run on one seed has no seed-to-seed '
+          'spread of its own: its cells borrow it from the nearest setting before it that ran '
+          'more seeds ("± ?" where none did).\n\n'
           + claims.across_markdown(kept))
 
 
