@@ -49,7 +49,8 @@ workdirs/cpu_map/proportions_inter_class benchmarks/results/cpu_map_proportions`
   grid at twice the images (6,000, 300 corrupted; the inter-class row 120), the same width and
   epochs (`RUNG`). Check the preconditions first (`--config.only=method=no_ul`), then run the
   cells of the claims that do not hold or cannot be told at the proportions grid, with the
-  methods their rules compare (`--config.only`);
+  methods their rules compare (`--config.only`): `bash benchmarks/run_rung.sh` runs these
+  steps in order and collects them;
 - `runlocal` (combinable): a few-minute smoke run on the built-in shapes data.
 """
 
