@@ -6,11 +6,12 @@ rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the ga
 the SEMs, or the records lack some cells the claim needs, or its runs missed their
 preconditions), and **not run** where the records hold none of the claim's cells. A cell run
 on one seed has no SEM of its own ("± ?", so the comparisons that need it cannot tell) unless
-another setting lends its seed-to-seed spread (`seed_spread`, as `across_markdown` does). A verdict is where to look, not the
-last word: a claim that does not hold deserves a look at its cells. Below the verdicts, a
-table of those cells (`cells_markdown`): for the methods the claims name, per task and rate,
-what each run did to the found set, the corrupted set and the rest, beside No UL and REM; and,
-where the records hold REM's ablations, seed 0's REM beside them (`ablation_cells_markdown`).
+another setting lends its seed-to-seed spread (`seed_spread`, as `across_markdown` does). A
+verdict is where to look, not the last word: a claim that does not hold deserves a look at its
+cells. Below the verdicts, a table of those cells (`cells_markdown`): for the methods the
+claims name, per task and rate, what each run did to the found set, the corrupted set and the
+rest, beside No UL and REM; and, where the records hold REM's ablations, seed 0's REM beside
+them (`ablation_cells_markdown`).
 
 The records are those that meet their preconditions (`reports.passing`); the ETD base's rows
 need `configs/cpu_map.py:etd`, the tuning claim `:tuned` (table (b), chosen by
