@@ -214,11 +214,8 @@ def test_redirection_reads_the_iteration_rem_returned():
 
 
 def test_no_records_is_not_run_and_too_few_cannot_tell():
-  # A setting that ran none of a rule's cells gives no verdict; the ETD rules see only the
-  # records that meet their preconditions, so they cannot tell a missing base from a failed one.
-  etd_rules = {claims.etd_by_regularity, claims.rem_etd_trade}
-  assert _verdicts([]) == [claims.UNCLEAR if check in etd_rules else claims.NOT_RUN
-                           for _, check, _ in claims.CLAIMS]
+  # A setting that ran none of a rule's cells gives no verdict.
+  assert _verdicts([]) == [claims.NOT_RUN] * len(claims.CLAIMS)
   one_seed = _records(PAPER_WORLD, seeds=(0,))
   # One seed has no spread: the SEM is 0 and the gaps decide.
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
@@ -236,7 +233,10 @@ def test_a_base_without_records_is_named_and_cannot_tell():
       'plain: no records; etd: rem_etd 10.0 ± 0.2 at 10.0 % of training, best other etd '
       '40.0 ± 4.9 at 10.0 % of training (does not hold on this base)', claims.FAILS)
   for check in (claims.etd_by_regularity, claims.rem_etd_trade):
-    assert check(plain_only) == (claims.NO_ETD, claims.UNCLEAR), check.__name__
+    assert check(plain_only) == (claims.NO_ETD, claims.NOT_RUN), check.__name__
+    # ETD-base runs that all missed their preconditions: they ran, and cannot tell.
+    assert claims.judge(check, plain_only, ran=_records(PAPER_WORLD)) == (
+        claims.NO_ETD + ' that meet their preconditions', claims.UNCLEAR)
 
 
 def test_the_cell_table_shows_each_metrics_mean_over_seeds_for_the_claims_methods():

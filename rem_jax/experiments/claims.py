@@ -36,7 +36,7 @@ HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
 NOT_RUN = 'not run'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
 REGULARITY = regularity_lib.ROWS  # Each task's row of the map.
-NO_ETD = 'no ETD-base records that meet their preconditions'
+NO_ETD = 'no ETD-base records'
 
 
 def _defaults(records, base: str, method: str) -> list[dict]:
@@ -235,7 +235,7 @@ def potion(records, spread=None) -> tuple[str, str]:
 def etd_by_regularity(records) -> tuple[str, str]:
   runs = _defaults(records, 'etd', 'etd')
   if not runs:
-    return NO_ETD, UNCLEAR
+    return NO_ETD, NOT_RUN
   by_task = {t: _mean_sem([r['after']['healed_x_utility'] for r in runs if r['task'] == t])
              for t in REGULARITY}
   evidence = ', '.join(f'{REGULARITY[t]} {_show(v)}' for t, v in by_task.items())
@@ -244,7 +244,7 @@ def etd_by_regularity(records) -> tuple[str, str]:
 
 def rem_etd_trade(records) -> tuple[str, str]:
   if not _defaults(records, 'etd', 'rem_etd'):
-    return NO_ETD, UNCLEAR
+    return NO_ETD, NOT_RUN
   healed = [_pooled(records, b, m, 'healed') for b, m in (('etd', 'rem_etd'), ('plain', 'rem'))]
   utility = [_pooled(records, b, m, 'utility') for b, m in (('etd', 'rem_etd'), ('plain', 'rem'))]
   evidence = (f'Healed {_show(healed[0])} (ETD base) vs {_show(healed[1])} (plain); Utility '
