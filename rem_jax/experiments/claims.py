@@ -494,8 +494,9 @@ def across_markdown(settings: Sequence[tuple[str, Sequence[dict], Sequence[dict]
   labels = [label for label, _, _ in settings]
   spreads, borrowed = [], {}
   for _, records, _ in settings:
-    spreads.append(borrowed if len({r['seed'] for r in records}) == 1 else None)
-    if len({r['seed'] for r in records}) > 1:
+    seeds = len({r['seed'] for r in records})
+    spreads.append(borrowed if seeds == 1 else None)
+    if seeds > 1:
       borrowed = seed_spread(records)
   lines = ['| claim | ' + ' | '.join(labels) + ' | moves |',
            '|---|' + '---|' * len(labels) + '---|']
