@@ -221,6 +221,24 @@ def test_no_records_is_not_run_and_too_few_cannot_tell():
   assert claims.highest_pooled(one_seed)[1] == claims.HOLDS
 
 
+def test_rules_that_pool_or_rank_the_methods_cells_need_every_method_on_every_cell():
+  # The rung's shape: REM on the poison at the lowest rate alone, the baselines everywhere. A
+  # pooled or worst-cell comparison over other cells would set REM's one cell against the
+  # baselines' nine; those rules did not run, the per-cell ones still judge.
+  records = [r for r in _records(PAPER_WORLD, etd_world={}) if not r['method'].startswith('rem')
+             or (r['task'], r['discovery_rate']) == ('poison_trigger', 0.2)]
+  gap = ('plain: rem ran 2 of the 12 cells the rule compares (it needs every compared method '
+         'on every cell)')
+  for check in (claims.highest_pooled, claims.no_collapse, claims.redirection):
+    assert check(records) == (gap, claims.NOT_RUN), check.__name__
+  assert claims.partial_discovery(records)[1] == claims.potion(records)[1] == claims.HOLDS
+  # A baseline short of cells is named the same way.
+  no_cf_seed_1 = [r for r in _records(PAPER_WORLD) if (r['method'], r['seed']) != ('cf', 1)]
+  assert claims.no_collapse(no_cf_seed_1) == (
+      'plain: cf ran 6 of the 12 cells the rule compares (it needs every compared method on '
+      'every cell)', claims.NOT_RUN)
+
+
 def test_a_base_without_records_is_named_and_cannot_tell():
   plain_only = [r for r in _records(PAPER_WORLD) if r['base'] == 'plain']
   evidence, verdict = claims.highest_pooled(plain_only)

@@ -238,6 +238,10 @@ SHIPPED_GRIDS = [
     (cpu_map, 'runlocal', 2 * 2 * 2 * 9, 4),
     (cpu_map, 'proportions', 2 * 3 * 3 * 9, 6),  # Poison and random swap: table (a)'s models.
     (cpu_map, 'proportions,inter_class', 3 * 3 * 9, 3),  # Its own |D_c|: new models.
+    (cpu_map, 'proportions,ablations', 2 * 3 * 2, 2),  # Seed 0: the proportions grid's models.
+    (cpu_map, 'proportions,ablations,inter_class', 3 * 2, 1),
+    (cpu_map, 'proportions,tuned', 2 * 3 * (5 * 2 + 9), 2),
+    (cpu_map, 'proportions,tuned,inter_class', 3 * (5 * 2 + 9), 1),
     (cpu_map, 'rung', 2 * 3 * 9, 2),  # Seed 0 at twice the images.
     (cpu_map, 'rung,inter_class', 3 * 9, 1),
 ]
@@ -295,19 +299,25 @@ def test_the_unlearning_defaults_are_the_papers_at_the_source():
 
 
 @pytest.mark.parametrize('module, arg', [(m, a) for m, a, _, _ in SHIPPED_GRIDS
-                                          if 'proportions' in a])
+                                          if {'proportions', 'rung'} & set(a.split(','))])
 def test_every_cell_of_a_proportions_grid_keeps_the_papers_ratios(module, arg):
   """Issue 34: the budget (24.5 % of training, to the nearest epoch), the learning rate (0.2 x
-  the training peak, every method), SCRUB's max epochs (2 of 10, to the nearest epoch) and the
-  inter-class swap (10 % of each class). The 10 %-budget grids are exempt by name."""
-  for cell in sweep.expand_grid(module.get_config(arg)):
+  the training peak, every method; a tuning grid's variants at ½ and 2 x it), SCRUB's max
+  epochs (2 of 10, to the nearest epoch) and the inter-class swap (10 % of each class). The
+  10 %-budget grids are exempt by name."""
+  config = module.get_config(arg)
+  tuned = {name for name, axes in config.get('method_axes', {}).items()
+           if 'learning_rate' in axes}
+  for cell in sweep.expand_grid(config):
     config = cell.config
     trained = config_lib.training_epochs(config)
     ratios = config_lib.proportions(config)
     for name, budget in ratios['budget'].items():
       assert abs(budget - config_lib.PAPER_BUDGET_FRACTION) <= 0.5 / trained, (cell.key, name)
     for name, learning_rate in ratios['learning_rate'].items():
-      assert learning_rate == pytest.approx(config_lib.PAPER_LEARNING_RATE_FRACTION), name
+      factors = (0.5, 1.0, 2.0) if name == config.method and name in tuned else (1.0,)
+      assert any(learning_rate == pytest.approx(f * config_lib.PAPER_LEARNING_RATE_FRACTION)
+                 for f in factors), (cell.key, name, learning_rate)
     epochs = config.methods.scrub.epochs
     assert abs(ratios['scrub_max'] - config_lib.PAPER_SCRUB_MAX_FRACTION) <= 0.5 / epochs
     assert config.methods.retrain.unlearn_learning_rate == pytest.approx(
@@ -339,6 +349,28 @@ def test_the_rung_doubles_the_images_and_keeps_every_proportion():
   assert rung.num_corrupted == 2 * base.num_corrupted == 120
   assert rung.model == base.model and rung.methods == base.methods
   assert cpu_map.get_config('rung').cell.num_corrupted / 6_000 == 150 / 3_000
+
+
+@pytest.mark.parametrize('grid', ['ablations', 'tuned'])
+def test_the_grids_in_proportions_reuse_the_proportions_grids_models(grid):
+  # Seed 0 of table (a) in proportions: linking its originals trains nothing (docstring).
+  for row in ('', ',inter_class'):
+    grid_keys = {cell.original_key for cell in sweep.expand_grid(
+        cpu_map.get_config(f'proportions,{grid}{row}'))}
+    seed_0 = {cell.original_key for cell in sweep.expand_grid(
+        cpu_map.get_config(f'proportions{row}')) if cell.axes['seed'] == 0}
+    assert grid_keys == seed_0
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('proportions,rung', r"\['proportions', 'rung'\] are separate grids"),
+    ('tuned,ablations', r"\['ablations', 'tuned'\] are separate grids"),
+    ('ablations,inter_class', "'inter_class' is the inter-class row"),
+    ('etd,proportions', "'etd' runs at the 10 % budget only"),
+])
+def test_cpu_map_arguments_that_do_not_combine_are_named(arg, message):
+  with pytest.raises(ValueError, match=message):
+    cpu_map.get_config(arg)
 
 
 def test_proportions_need_a_known_training_set_size():

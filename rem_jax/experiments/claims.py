@@ -4,8 +4,9 @@
 mean ± SEM over seeds, from the records of each method at its defaults) and a verdict by the
 rule stated in the row: **holds**, **does not hold**, or **cannot tell** (the gap lies within
 the SEMs, or the records lack some cells the claim needs, or its runs missed their
-preconditions), and **not run** where the records hold none of the claim's cells. A cell run
-on one seed has no SEM of its own ("± ?", so the comparisons that need it cannot tell) unless
+preconditions), and **not run** where the records hold none of the claim's cells (or, for a
+rule that pools or ranks the methods' cells, not every compared method on every cell). A cell
+run on one seed has no SEM of its own ("± ?", so the comparisons that need it cannot tell) unless
 another setting lends its seed-to-seed spread (`seed_spread`, as `across_markdown` does). A
 verdict is where to look, not the last word: a claim that does not hold deserves a look at its
 cells. Below the verdicts, a table of those cells (`cells_markdown`): for the methods the
@@ -31,8 +32,9 @@ from rem_jax.experiments import selection
 from rem_jax.methods import rem
 
 HOLDS, FAILS, UNCLEAR = 'holds', 'does not hold', 'cannot tell'
-# A setting that ran none of the cells a rule reads (e.g. the rung, which runs only the cells of
-# the claims in doubt): no evidence either way, and no step in the claim's movement.
+# A setting that ran none of the cells a rule reads, or only part of the grid a rule compares
+# (e.g. the rung, which runs only the cells of the claims in doubt): no evidence either way, and
+# no step in the claim's movement.
 NOT_RUN = 'not run'
 PARTIAL_DISCOVERY_METHODS = ('retrain', 'cf', 'scrub')
 REGULARITY = regularity_lib.ROWS  # Each task's row of the map.
@@ -129,12 +131,30 @@ def _at(cell) -> str:
 
 
 
+def _uncovered(records, methods) -> str | None:
+  """Where `methods` (at their defaults on the plain base) did not all run the same cells
+  (task, rate, seed), what is missing, else None. A rule that pools or ranks their cells compares
+  like with like only on a common grid; a setting that ran part of it (the rung, which runs the
+  cells of the claims in doubt) did not run that rule."""
+  ran = {m: {(r['task'], r['discovery_rate'], r['seed']) for r in _defaults(records, 'plain', m)}
+         for m in methods}
+  grid = set().union(*ran.values())
+  short = {m: len(cells) for m, cells in ran.items() if cells and cells != grid}
+  if not short:
+    return None
+  return ('plain: ' + ', '.join(f'{m} ran {n} of the {len(grid)} cells' for m, n in
+                                sorted(short.items()))
+          + ' the rule compares (it needs every compared method on every cell)')
+
+
 def highest_pooled(records) -> tuple[str, str]:
   """REM against the best other method on each base; a base without records cannot tell, as
   the claim is about both."""
   parts, verdicts = [], []
   if not any(_defaults(records, base, rem) for base, rem in (('plain', 'rem'), ('etd', 'rem_etd'))):
     return 'no REM records on either base', NOT_RUN
+  if gap := _uncovered(records, ['rem'] + _baselines(records, 'plain')):
+    return gap, NOT_RUN
   for base, rem, others in (('plain', 'rem', None), ('etd', 'rem_etd', ('etd',))):
     rivals = [m for m in (others or _baselines(records, base)) if _defaults(records, base, m)]
     if not _defaults(records, base, rem) or not rivals:
@@ -167,6 +187,8 @@ def untuned_lead(records) -> tuple[str, str]:
 
 
 def no_collapse(records, spread=None) -> tuple[str, str]:
+  if gap := _uncovered(records, ['rem'] + _baselines(records, 'plain')):
+    return gap, NOT_RUN
   worst = {}
   for method in ['rem'] + _baselines(records, 'plain'):
     cells = _cells(records, 'plain', method, spread)
@@ -261,6 +283,9 @@ def returned_iteration(record: dict) -> dict | None:
 
 
 def redirection(records) -> tuple[str, str]:
+  # Per task: REM's cells must span the tasks and rates the other methods ran.
+  if gap := _uncovered(records, ['rem'] + _baselines(records, 'plain')):
+    return gap, NOT_RUN
   parts, verdicts = [], []
   for task, regularity in REGULARITY.items():
     returned = [it for r in _defaults(records, 'plain', 'rem') if r['task'] == task
