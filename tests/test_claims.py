@@ -344,6 +344,24 @@ def test_a_one_seed_cell_borrows_its_noise_or_cannot_tell():
   assert claims.partial_discovery(one_seed, spread=wide)[1] == claims.UNCLEAR
 
 
+def test_potion_on_the_random_swap_at_one_seed_is_judged_by_the_seeds_noise():
+  # One seed: No UL's three rates are one run (SEM 0 among them), Potion 0.6 points above it.
+  # Only the seed-to-seed spread of the cells can say whether that is above No UL.
+  one_seed = _records(_turned(potion__random_label_swap=(0.206, 0.206)), seeds=(0,))
+  evidence, verdict = claims.potion(one_seed)
+  assert verdict == claims.UNCLEAR
+  assert 'random swap: Potion 20.1 ± ? vs No UL 19.5 ± ?' in evidence
+
+  def spread(points):
+    return {('plain', m, 'random_label_swap', rate): points for m in ('potion', 'no_ul')
+            for rate in RATES}
+  assert claims.potion(one_seed, spread=spread(0.1))[1] == claims.FAILS  # Above by 0.6 > 0.2.
+  assert claims.potion(one_seed, spread=spread(1.0))[1] == claims.HOLDS  # Not above: within 2.
+  # Over several seeds the runs' own SEM, as before.
+  assert 'random swap: Potion 10.0 ± 0.3 vs No UL 20.0 ± 0.3' in claims.potion(
+      _records(PAPER_WORLD))[0]
+
+
 def test_across_settings_a_one_seed_setting_borrows_the_noise_of_the_one_before():
   one_seed = _records(PAPER_WORLD, seeds=(0,))
   rows = {}

@@ -229,6 +229,20 @@ def partial_discovery(records, spread=None) -> tuple[str, str]:
   return '; '.join(parts), combine(verdicts)
 
 
+def _task_pooled(records, method, task, spread=None) -> tuple[float, float]:
+  """H×U of `method` on `task`, pooled over its rates and seeds: (mean, SEM). On one seed its
+  runs share one model (No UL's are the same run, SEM 0) and their spread is not the seed's
+  noise: the SEM is then the mean of the cells' borrowed ones (`_cells`; unknown without
+  `spread`), an upper bound on the mean's, exact where the rates' runs move together."""
+  runs = [r for r in _defaults(records, 'plain', method) if r['task'] == task]
+  if len({r['seed'] for r in runs}) > 1:
+    return _mean_sem([r['after']['healed_x_utility'] for r in runs])
+  cells = [v for (t, _), v in _cells(records, 'plain', method, spread).items() if t == task]
+  if not cells:
+    return math.nan, math.nan
+  return float(np.mean([mean for mean, _ in cells])), float(np.mean([sem for _, sem in cells]))
+
+
 def potion(records, spread=None) -> tuple[str, str]:
   cells = _cells(records, 'plain', 'potion', spread)
   rates = sorted({rate for _, rate in cells})
@@ -238,10 +252,7 @@ def potion(records, spread=None) -> tuple[str, str]:
   rivals = [c[low] for m in ['rem'] + _baselines(records, 'plain') if m != 'potion'
             for c in [_cells(records, 'plain', m, spread)] if low in c]
   median = (float(np.median([v[0] for v in rivals])), 0.0)
-  swap = _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'plain', 'potion')
-                    if r['task'] == 'random_label_swap'])
-  no_ul = _mean_sem([r['after']['healed_x_utility'] for r in _defaults(records, 'plain', 'no_ul')
-                     if r['task'] == 'random_label_swap'])
+  swap, no_ul = (_task_pooled(records, m, 'random_label_swap', spread) for m in ('potion', 'no_ul'))
   evidence = (f'poison at rate {rates[0]}: Potion {_show(cells.get(low, (math.nan, 0.0)))} vs the '
               f'methods\' median {median[0]:.1f}; random swap: Potion {_show(swap)} vs No UL '
               f'{_show(no_ul)}')
@@ -250,7 +261,8 @@ def potion(records, spread=None) -> tuple[str, str]:
     return evidence, UNCLEAR
   does_well = (FAILS if compare(median, potion_low) == HOLDS else
                HOLDS if potion_low[0] >= median[0] else UNCLEAR)
-  fails_low = FAILS if compare(swap, no_ul) == HOLDS else HOLDS
+  fails_low = (UNCLEAR if math.isnan(swap[1] + no_ul[1]) else
+               FAILS if compare(swap, no_ul) == HOLDS else HOLDS)
   return evidence, combine([does_well, fails_low])
 
 
