@@ -115,10 +115,10 @@ def tuned_axes(settings) -> dict:
 def get_config(arg: str = ''):
   parts = config_lib.parse_arg(arg, GRIDS + SETTINGS + ('inter_class', 'runlocal'),
                                'configs/cpu_map.py')
-  for group in (GRIDS, SETTINGS):
+  for group, kind in ((GRIDS, 'grids'), (SETTINGS, 'settings')):
     if len(parts & set(group)) > 1:
       raise ValueError(f'configs/cpu_map.py: {sorted(parts & set(group))} are separate '
-                       'grids; pick one.')
+                       f'{kind}; pick one.')
   if 'inter_class' in parts and not parts & set(SETTINGS):
     raise ValueError("configs/cpu_map.py: 'inter_class' is the inter-class row of the "
                      "proportions grid or the rung; use 'proportions,inter_class' or "

@@ -309,21 +309,21 @@ def test_every_cell_of_a_proportions_grid_keeps_the_papers_ratios(module, arg):
   tuned = {name for name, axes in config.get('method_axes', {}).items()
            if 'learning_rate' in axes}
   for cell in sweep.expand_grid(config):
-    config = cell.config
-    trained = config_lib.training_epochs(config)
-    ratios = config_lib.proportions(config)
+    cell_config = cell.config
+    trained = config_lib.training_epochs(cell_config)
+    ratios = config_lib.proportions(cell_config)
     for name, budget in ratios['budget'].items():
       assert abs(budget - config_lib.PAPER_BUDGET_FRACTION) <= 0.5 / trained, (cell.key, name)
     for name, learning_rate in ratios['learning_rate'].items():
-      factors = (0.5, 1.0, 2.0) if name == config.method and name in tuned else (1.0,)
+      factors = (0.5, 1.0, 2.0) if name == cell_config.method and name in tuned else (1.0,)
       assert any(learning_rate == pytest.approx(f * config_lib.PAPER_LEARNING_RATE_FRACTION)
                  for f in factors), (cell.key, name, learning_rate)
-    epochs = config.methods.scrub.epochs
+    epochs = cell_config.methods.scrub.epochs
     assert abs(ratios['scrub_max'] - config_lib.PAPER_SCRUB_MAX_FRACTION) <= 0.5 / epochs
-    assert config.methods.retrain.unlearn_learning_rate == pytest.approx(
-        config_lib.PAPER_LEARNING_RATE_FRACTION * config.train.learning_rate)
-    if config.task == 'inter_class_confusion':
-      per_class = config.data.num_train / config.model.num_classes
+    assert cell_config.methods.retrain.unlearn_learning_rate == pytest.approx(
+        config_lib.PAPER_LEARNING_RATE_FRACTION * cell_config.train.learning_rate)
+    if cell_config.task == 'inter_class_confusion':
+      per_class = cell_config.data.num_train / cell_config.model.num_classes
       assert abs(ratios['inter_class'] - config_lib.PAPER_INTER_CLASS_FRACTION) <= 1 / per_class
 
 
@@ -363,7 +363,7 @@ def test_the_grids_in_proportions_reuse_the_proportions_grids_models(grid):
 
 
 @pytest.mark.parametrize('arg, message', [
-    ('proportions,rung', r"\['proportions', 'rung'\] are separate grids"),
+    ('proportions,rung', r"\['proportions', 'rung'\] are separate settings"),
     ('tuned,ablations', r"\['ablations', 'tuned'\] are separate grids"),
     ('ablations,inter_class', "'inter_class' is the inter-class row"),
     ('etd,proportions', "'etd' runs at the 10 % budget only"),
